@@ -1,0 +1,80 @@
+#pragma once
+// Commands as the runtime carries them: a type-erased typed payload plus the
+// envelope (ids, expected version), and the result every command gets back.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <typeinfo>
+
+#include "persistence/types.hpp"
+#include "runtime/decider.hpp"
+
+namespace troupe {
+
+/// A typed command value, type-erased so the runtime can carry it without
+/// knowing the domain. Holds exactly one `D::command` of some decider D.
+class command_payload {
+ public:
+  command_payload() = default;
+
+  template <class Command>
+  static command_payload of(Command command) {
+    command_payload p;
+    p.value_ = std::make_shared<const Command>(std::move(command));
+    p.type_ = &typeid(Command);
+    return p;
+  }
+
+  template <class Command>
+  const Command* get() const {
+    return type_ != nullptr && *type_ == typeid(Command) ? static_cast<const Command*>(value_.get())
+                                                         : nullptr;
+  }
+  bool empty() const { return value_ == nullptr; }
+
+ private:
+  std::shared_ptr<const void> value_;
+  const std::type_info* type_ = nullptr;
+};
+
+struct command_envelope {
+  std::string stream_id;
+  command_payload payload;
+  /// Identifies the command for idempotency; generated when empty.
+  std::string command_id;
+  std::string correlation_id;
+  std::string causation_id;
+  std::string traceparent;
+  expected_version expected = expected_version::any();
+};
+
+enum class command_status : std::uint8_t {
+  accepted,     // events (maybe none) are durable
+  duplicate,    // this command id was applied before; the original outcome
+  rejected,     // the decider said no; nothing written
+  conflict,     // expected version did not match; nothing written
+  overloaded,   // shed before it was tried; retry later
+  unavailable,  // the store failed; retry (the outcome may be unknown)
+  invalid,      // malformed: bad stream id, unknown category, wrong type
+};
+std::string_view to_string(command_status s);
+
+struct command_result {
+  command_status status = command_status::accepted;
+  rejection reason;                // set unless accepted/duplicate
+  stream_version first_version;    // of the command's first event
+  stream_version version;          // the stream's version after the command
+  global_position position;        // of the command's last event
+  std::size_t event_count = 0;
+
+  bool ok() const {
+    return status == command_status::accepted || status == command_status::duplicate;
+  }
+};
+
+/// Called exactly once with a command's outcome, on a runtime thread; must
+/// not block.
+using command_completion = std::function<void(command_result)>;
+
+}  // namespace troupe

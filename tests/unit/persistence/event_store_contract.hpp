@@ -1,0 +1,142 @@
+#pragma once
+// The event store contract, as a GoogleTest suite any implementation runs:
+//   INSTANTIATE_TEST_SUITE_P(Memory, EventStoreContract,
+//                            ::testing::Values(store_factory{...}));
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "persistence/sync.hpp"
+
+namespace troupe::contract {
+
+struct store_factory {
+  std::string name;
+  std::function<std::shared_ptr<event_store>()> make;
+};
+inline std::string factory_name(const ::testing::TestParamInfo<store_factory>& info) {
+  return info.param.name;
+}
+
+class EventStoreContract : public ::testing::TestWithParam<store_factory> {
+ protected:
+  void SetUp() override { store_ = GetParam().make(); }
+
+  static append_request request(std::string stream, expected_version expected, int events,
+                                std::string command_id = "cmd") {
+    append_request r;
+    r.stream_id = std::move(stream);
+    r.expected = expected;
+    r.metadata.command_id = std::move(command_id);
+    r.metadata.correlation_id = "corr";
+    r.recorded_at = clock_type::now();
+    for (int i = 0; i < events; ++i)
+      r.events.push_back(new_event{"evt-" + std::to_string(++next_event_),
+                                   "thing_happened", 1, "{\"n\":" + std::to_string(i) + "}"});
+    return r;
+  }
+
+  std::shared_ptr<event_store> store_;
+  static inline int next_event_ = 0;
+};
+
+TEST_P(EventStoreContract, AppendAssignsConsecutiveVersionsAndPositions) {
+  auto a = sync::append(*store_, request("thing-a", expected_version::no_stream(), 2));
+  ASSERT_EQ(a.error, store_errc::ok) << a.message;
+  EXPECT_EQ(a.first_version, stream_version{1});
+  EXPECT_EQ(a.last_version, stream_version{2});
+  auto b = sync::append(*store_, request("thing-b", expected_version::any(), 1));
+  ASSERT_EQ(b.error, store_errc::ok);
+  EXPECT_EQ(b.last_position.value, a.last_position.value + 1);
+  auto read = sync::read_stream(*store_, "thing-a");
+  ASSERT_EQ(read.events.size(), 2u);
+  EXPECT_EQ(read.events[0].version, stream_version{1});
+  EXPECT_EQ(read.events[1].version, stream_version{2});
+  EXPECT_EQ(read.events[1].data, "{\"n\":1}");
+  EXPECT_EQ(read.events[1].metadata.command_id, "cmd");
+  EXPECT_EQ(read.events[1].metadata.correlation_id, "corr");
+  EXPECT_LT(read.events[0].position, read.events[1].position);
+}
+
+TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
+  ASSERT_EQ(sync::append(*store_, request("thing-c", expected_version::no_stream(), 1)).error,
+            store_errc::ok);
+  auto again = sync::append(*store_, request("thing-c", expected_version::no_stream(), 1));
+  EXPECT_EQ(again.error, store_errc::version_conflict);
+  EXPECT_EQ(again.actual_version, stream_version{1});
+  auto stale = sync::append(*store_, request("thing-c", expected_version::exact(stream_version{5}), 1));
+  EXPECT_EQ(stale.error, store_errc::version_conflict);
+  EXPECT_EQ(sync::read_stream(*store_, "thing-c").events.size(), 1u);
+  auto right = sync::append(*store_, request("thing-c", expected_version::exact(stream_version{1}), 1));
+  EXPECT_EQ(right.error, store_errc::ok);
+  EXPECT_EQ(right.last_version, stream_version{2});
+}
+
+TEST_P(EventStoreContract, InvalidStreamIdIsRejectedBeforeStorage) {
+  auto r = sync::append(*store_, request("Not A Stream", expected_version::any(), 1));
+  EXPECT_EQ(r.error, store_errc::invalid_input);
+  EXPECT_FALSE(r.message.empty());
+}
+
+TEST_P(EventStoreContract, ReadStreamFromVersionAndInPages) {
+  ASSERT_EQ(sync::append(*store_, request("thing-d", expected_version::any(), 5)).error,
+            store_errc::ok);
+  auto tail = sync::read_stream(*store_, "thing-d", stream_version{3}, 2);
+  ASSERT_EQ(tail.events.size(), 2u);
+  EXPECT_EQ(tail.events[0].version, stream_version{3});
+  EXPECT_EQ(tail.events[1].version, stream_version{4});
+  EXPECT_TRUE(sync::read_stream(*store_, "thing-none").events.empty());
+}
+
+TEST_P(EventStoreContract, ReadAllReturnsTheGlobalOrder) {
+  auto before = sync::read_all(*store_);
+  auto start = before.events.empty() ? global_position{0} : before.events.back().position;
+  ASSERT_EQ(sync::append(*store_, request("thing-e", expected_version::any(), 2)).error,
+            store_errc::ok);
+  ASSERT_EQ(sync::append(*store_, request("thing-f", expected_version::any(), 1)).error,
+            store_errc::ok);
+  auto all = sync::read_all(*store_, start);
+  ASSERT_EQ(all.events.size(), 3u);
+  EXPECT_EQ(all.events[0].stream_id, "thing-e");
+  EXPECT_EQ(all.events[2].stream_id, "thing-f");
+  auto page = sync::read_all(*store_, all.events[0].position, 1);
+  ASSERT_EQ(page.events.size(), 1u);
+  EXPECT_EQ(page.events[0].position, all.events[1].position);
+}
+
+TEST_P(EventStoreContract, ConcurrentWritersToOneStreamNeverDoubleAVersion) {
+  constexpr int writers = 4, attempts = 200;
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&] {
+      for (int i = 0; i < attempts; ++i) {
+        auto current = sync::read_stream(*store_, "thing-g").events.size();
+        auto r = sync::append(
+            *store_, request("thing-g", expected_version::exact(stream_version{(int64_t)current}), 1));
+        if (r.error == store_errc::ok) ++accepted;
+      }
+    });
+  for (auto& t : threads) t.join();
+  auto events = sync::read_stream(*store_, "thing-g").events;
+  ASSERT_EQ(events.size(), static_cast<std::size_t>(accepted.load()));
+  for (std::size_t i = 0; i < events.size(); ++i)
+    EXPECT_EQ(events[i].version, stream_version{static_cast<std::int64_t>(i + 1)});
+}
+
+TEST_P(EventStoreContract, SnapshotsKeepTheNewest) {
+  EXPECT_FALSE(sync::load_snapshot(*store_, "thing-h").snapshot.has_value());
+  ASSERT_EQ(sync::save_snapshot(*store_, {"thing-h", stream_version{10}, 1, "{\"a\":10}"}),
+            store_errc::ok);
+  ASSERT_EQ(sync::save_snapshot(*store_, {"thing-h", stream_version{4}, 1, "{\"a\":4}"}),
+            store_errc::ok);
+  auto s = sync::load_snapshot(*store_, "thing-h").snapshot;
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->version, stream_version{10});
+  EXPECT_EQ(s->state, "{\"a\":10}");
+}
+
+}  // namespace troupe::contract
