@@ -1,0 +1,323 @@
+#include "runtime/config.hpp"
+
+#include <boost/json.hpp>
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace troupe {
+
+extern const std::string_view embedded_default_config;  // generated from config/troupe.json
+
+namespace {
+
+enum class value_kind { integer, string, boolean, choice };
+
+struct setting {
+  std::string_view key;  // may hold one '*' segment
+  value_kind kind;
+  std::int64_t min = 0;
+  std::int64_t max = INT64_MAX;
+  std::vector<std::string_view> choices = {};
+  std::string_view help = {};
+};
+
+// The schema: every key a node understands. Defaults live in troupe.json.
+const std::vector<setting>& schema() {
+  static const std::vector<setting> settings = {
+      {"node.id", value_kind::string, 0, 0, {}, "node name; empty = <hostname>-<pid>"},
+      {"node.max_in_flight_commands", value_kind::integer, 1, 10'000'000, {},
+       "commands in flight per node before new ones are shed as overloaded"},
+      {"runtime.threads", value_kind::integer, 0, 256, {}, "actor scheduler threads; 0 = cores"},
+      {"aggregate.idle_timeout_ms", value_kind::integer, 1, INT64_MAX, {},
+       "an aggregate idle this long is passivated"},
+      {"aggregate.max_live", value_kind::integer, 1, INT64_MAX, {},
+       "live aggregate actors per node; the least recently used is passivated beyond it"},
+      {"aggregate.max_pending_commands", value_kind::integer, 1, 10'000'000, {},
+       "commands queued at one aggregate before new ones are shed"},
+      {"aggregate.snapshot_every", value_kind::integer, 0, INT64_MAX, {},
+       "events between snapshots; 0 = never"},
+      {"aggregate.idempotency_window", value_kind::integer, 0, 100'000, {},
+       "command ids per stream remembered across snapshots for idempotent retries"},
+      {"aggregate.types.*.snapshot_every", value_kind::integer, 0, INT64_MAX, {},
+       "events between snapshots for one aggregate category"},
+      {"store.kind", value_kind::choice, 0, 0, {"memory"}, "event store implementation"},
+      {"postgres.url", value_kind::string, 0, 0, {}, "PostgreSQL connection URL"},
+      {"nats.url", value_kind::string, 0, 0, {}, "NATS server URL"},
+      {"log.level", value_kind::choice, 0, 0,
+       {"trace", "debug", "info", "warn", "error", "critical", "off"}, "log level"},
+      {"log.format", value_kind::choice, 0, 0, {"text", "json"},
+       "text for people, json for one JSON object per line"},
+  };
+  return settings;
+}
+
+bool key_matches(std::string_view pattern, std::string_view key) {
+  while (true) {
+    auto pdot = pattern.find('.');
+    auto kdot = key.find('.');
+    auto pseg = pattern.substr(0, pdot);
+    auto kseg = key.substr(0, kdot);
+    if (pseg != "*" && pseg != kseg) return false;
+    if (kseg.empty()) return false;
+    if (pdot == std::string_view::npos || kdot == std::string_view::npos)
+      return pdot == std::string_view::npos && kdot == std::string_view::npos;
+    pattern.remove_prefix(pdot + 1);
+    key.remove_prefix(kdot + 1);
+  }
+}
+
+const setting* find_setting(std::string_view key) {
+  for (const auto& s : schema())
+    if (key_matches(s.key, key)) return &s;
+  return nullptr;
+}
+
+std::string describe_expectation(const setting& s) {
+  switch (s.kind) {
+    case value_kind::integer: {
+      std::string out = "an integer";
+      if (s.min != 0 || s.max != INT64_MAX) out += " >= " + std::to_string(s.min);
+      if (s.max != INT64_MAX) out += " and <= " + std::to_string(s.max);
+      return out;
+    }
+    case value_kind::string: return "a string";
+    case value_kind::boolean: return "true or false";
+    case value_kind::choice: {
+      std::string out = "one of";
+      for (auto c : s.choices) out += " " + std::string(c);
+      return out;
+    }
+  }
+  return "?";
+}
+
+std::string env_name_of(std::string_view key) {
+  std::string out = "TROUPE_";
+  for (char c : key) out.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(c)));
+  return out;
+}
+
+}  // namespace
+
+std::string redact_url(std::string_view url) {
+  // scheme://user:password@host -> scheme://user:***@host
+  auto scheme = url.find("://");
+  auto at = url.find('@');
+  if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme)
+    return std::string(url);
+  auto colon = url.find(':', scheme + 3);
+  if (colon == std::string_view::npos || colon > at) return std::string(url);
+  return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+}
+
+struct config_loader {
+  static std::optional<std::string> put_text(config& cfg, std::string_view key,
+                                             std::string_view text, const std::string& origin) {
+    const auto* s = find_setting(key);
+    if (s == nullptr) return "unknown configuration key '" + std::string(key) + "' (" + origin + ")";
+    config::value v;
+    v.origin = origin;
+    auto bad = [&] {
+      return "configuration key '" + std::string(key) + "' (" + origin + "): expected " +
+             describe_expectation(*s) + ", got '" + std::string(text) + "'";
+    };
+    switch (s->kind) {
+      case value_kind::integer: {
+        std::int64_t n = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec != std::errc{} || end != text.data() + text.size() || n < s->min || n > s->max)
+          return bad();
+        v.integer = n;
+        v.text = std::to_string(n);
+        break;
+      }
+      case value_kind::boolean:
+        if (text == "true" || text == "1") v.boolean = true;
+        else if (text == "false" || text == "0") v.boolean = false;
+        else return bad();
+        v.text = v.boolean ? "true" : "false";
+        break;
+      case value_kind::choice: {
+        bool found = false;
+        for (auto c : s->choices) found = found || c == text;
+        if (!found) return bad();
+        v.text = std::string(text);
+        break;
+      }
+      case value_kind::string: v.text = std::string(text); break;
+    }
+    cfg.values_.insert_or_assign(std::string(key), std::move(v));
+    return std::nullopt;
+  }
+
+  static std::optional<std::string> put_json(config& cfg, const std::string& key,
+                                             const boost::json::value& value,
+                                             const std::string& origin) {
+    const auto* s = find_setting(key);
+    if (s == nullptr) return "unknown configuration key '" + key + "' (" + origin + ")";
+    auto mismatch = [&] {
+      return "configuration key '" + key + "' (" + origin + "): expected " +
+             describe_expectation(*s) + ", got " + boost::json::serialize(value);
+    };
+    switch (s->kind) {
+      case value_kind::integer:
+        if (!value.is_int64() && !value.is_uint64()) return mismatch();
+        return put_text(cfg, key, boost::json::serialize(value), origin);
+      case value_kind::boolean:
+        if (!value.is_bool()) return mismatch();
+        return put_text(cfg, key, value.as_bool() ? "true" : "false", origin);
+      case value_kind::string:
+      case value_kind::choice:
+        if (!value.is_string()) return mismatch();
+        return put_text(cfg, key, std::string_view(value.as_string()), origin);
+    }
+    return mismatch();
+  }
+
+  static std::optional<std::string> put_object(config& cfg, const boost::json::object& object,
+                                               const std::string& prefix,
+                                               const std::string& origin) {
+    for (const auto& [name, value] : object) {
+      std::string key = prefix.empty() ? std::string(name) : prefix + "." + std::string(name);
+      if (value.is_object()) {
+        // An object where the schema wants a leaf is as wrong as an unknown key.
+        if (const auto* s = find_setting(key); s != nullptr)
+          return "configuration key '" + key + "' (" + origin + "): expected " +
+                 describe_expectation(*s) + ", got an object";
+        if (auto e = put_object(cfg, value.as_object(), key, origin)) return e;
+      } else if (auto e = put_json(cfg, key, value, origin)) {
+        return e;
+      }
+    }
+    return std::nullopt;
+  }
+
+  static std::optional<std::string> put_document(config& cfg, std::string_view text,
+                                                 const std::string& origin) {
+    boost::system::error_code ec;
+    auto json = boost::json::parse(text, ec);
+    if (ec) return "configuration " + origin + " is not valid JSON: " + ec.message();
+    if (!json.is_object()) return "configuration " + origin + " must be a JSON object";
+    return put_object(cfg, json.as_object(), "", origin);
+  }
+
+  static std::optional<std::string> put_env(config& cfg, std::string_view name,
+                                            std::string_view text) {
+    if (!name.starts_with("TROUPE_") || name.starts_with("TROUPE_SERVICES_") ||
+        name.starts_with("TROUPE_TEST_"))
+      return std::nullopt;
+    std::string origin = "environment variable " + std::string(name);
+    for (const auto& s : schema()) {
+      auto star = s.key.find('*');
+      if (star == std::string_view::npos) {
+        if (env_name_of(s.key) == name) return put_text(cfg, s.key, text, origin);
+        continue;
+      }
+      // Wildcard: TROUPE_AGGREGATE_TYPES_<SEGMENT>_SNAPSHOT_EVERY.
+      auto head = env_name_of(s.key.substr(0, star));
+      auto tail = env_name_of(s.key.substr(star + 1)).substr(std::string_view("TROUPE_").size());
+      if (name.size() > head.size() + tail.size() && name.starts_with(head) &&
+          name.ends_with(tail)) {
+        std::string segment(name.substr(head.size(), name.size() - head.size() - tail.size()));
+        for (auto& c : segment) c = static_cast<char>(std::tolower(c));
+        std::string key = std::string(s.key.substr(0, star)) + segment +
+                          std::string(s.key.substr(star + 1));
+        return put_text(cfg, key, text, origin);
+      }
+    }
+    return "unknown configuration variable " + std::string(name) +
+           " (TROUPE_* variables name configuration keys; see `troupe config`)";
+  }
+};
+
+std::expected<config, std::string> config::load(const source& from) {
+  config cfg = defaults();
+  if (from.file) {
+    std::ifstream in(*from.file);
+    if (!in) return std::unexpected("cannot read configuration file " + *from.file);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (auto e = config_loader::put_document(cfg, text.str(), "file " + *from.file))
+      return std::unexpected(*e);
+  }
+  for (const auto& [name, text] : from.env)
+    if (auto e = config_loader::put_env(cfg, name, text)) return std::unexpected(*e);
+  for (const auto& item : from.overrides) {
+    auto eq = item.find('=');
+    if (eq == std::string::npos)
+      return std::unexpected("--set '" + item + "': expected key=value");
+    if (auto e = config_loader::put_text(cfg, item.substr(0, eq), item.substr(eq + 1), "--set"))
+      return std::unexpected(*e);
+  }
+  return cfg;
+}
+
+config config::defaults() {
+  config cfg;
+  if (auto e = config_loader::put_document(cfg, embedded_default_config, "defaults"))
+    throw std::logic_error("built-in configuration is broken: " + *e);
+  return cfg;
+}
+
+std::vector<std::pair<std::string, std::string>> config::process_environment() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    auto eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    out.emplace_back(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return out;
+}
+
+std::optional<std::string> config::set(std::string_view key, std::string_view value) {
+  return config_loader::put_text(*this, key, value, "--set");
+}
+
+std::int64_t config::integer(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) throw std::logic_error("missing configuration key " + std::string(key));
+  return it->second.integer;
+}
+
+std::optional<std::int64_t> config::find_integer(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.integer;
+}
+
+const std::string& config::string(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) throw std::logic_error("missing configuration key " + std::string(key));
+  return it->second.text;
+}
+
+bool config::boolean(std::string_view key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) throw std::logic_error("missing configuration key " + std::string(key));
+  return it->second.boolean;
+}
+
+std::vector<std::string> config::keys_with_prefix(std::string_view prefix) const {
+  std::vector<std::string> out;
+  for (const auto& [key, v] : values_)
+    if (key.starts_with(prefix)) out.push_back(key);
+  return out;
+}
+
+std::string config::describe() const {
+  std::ostringstream out;
+  for (const auto& [key, v] : values_) {
+    out << key << " = " << (key.ends_with("url") ? redact_url(v.text) : v.text) << "    # "
+        << v.origin;
+    if (const auto* s = find_setting(key); s != nullptr && !s->help.empty()) out << "; " << s->help;
+    out << "  [" << env_name_of(key) << "]\n";
+  }
+  return out.str();
+}
+
+}  // namespace troupe

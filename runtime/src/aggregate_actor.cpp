@@ -1,0 +1,414 @@
+// The generic aggregate actor: one per live stream. It recovers (snapshot +
+// tail), then runs the loop decide -> append with expected version -> evolve
+// -> reply, strictly one command at a time: while an append is in flight,
+// later commands wait in a bounded queue. Runs on CAF scheduler threads; all
+// store I/O is asynchronous and re-enters through messages.
+
+#include <spdlog/spdlog.h>
+
+#include <deque>
+
+#include "runtime/src/protocol.hpp"
+#include "runtime/uuid.hpp"
+
+namespace troupe::detail {
+
+namespace {
+
+/// The outcome of one applied command, kept so a retry with the same command
+/// id gets the same answer instead of applying twice.
+struct applied_command {
+  std::string command_id;
+  stream_version first_version;
+  stream_version last_version;
+  global_position position;
+  std::int64_t event_count = 0;
+};
+
+enum class phase : std::uint8_t { recovering, ready, appending };
+
+struct aggregate_state {
+  hosting_context* context = nullptr;
+  const hosted_type* type = nullptr;
+  std::string stream_id;
+  std::uint64_t generation = 0;
+  caf::actor region;
+  std::unique_ptr<aggregate_instance> instance;
+
+  phase current = phase::recovering;
+  stream_version version;
+  std::int64_t events_since_snapshot = 0;
+  bool passivate_requested = false;
+  bool stopped = false;
+
+  std::deque<routed_command> queue;  // commands waiting their turn
+  routed_command in_flight;          // the command whose append is pending
+  std::deque<applied_command> recent;
+
+  static inline const char* name = "aggregate";
+};
+
+using aggregate_actor = caf::stateful_actor<aggregate_state>;
+
+void remember(aggregate_state& st, applied_command applied) {
+  if (st.context->idempotency_window == 0) return;
+  // Events of one command arrive one by one during recovery: extend, not add.
+  if (!st.recent.empty() && st.recent.back().command_id == applied.command_id &&
+      st.recent.back().last_version.next() == applied.first_version) {
+    auto& last = st.recent.back();
+    last.last_version = applied.last_version;
+    last.position = applied.position;
+    last.event_count += applied.event_count;
+    return;
+  }
+  st.recent.push_back(std::move(applied));
+  while (st.recent.size() > st.context->idempotency_window) st.recent.pop_front();
+}
+
+const applied_command* find_applied(const aggregate_state& st, const std::string& command_id) {
+  for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it)
+    if (it->command_id == command_id) return &*it;
+  return nullptr;
+}
+
+/// Tells the region this actor takes no more commands. It quits only when the
+/// region answers with aggregate_release: commands the region forwarded
+/// before it learnt of the stop are still in the mailbox and must each get an
+/// answer, and nothing follows the release. Queued commands must have been
+/// completed before.
+void stop_actor(aggregate_actor* self) {
+  auto& st = self->state;
+  if (st.stopped) return;
+  st.stopped = true;
+  st.context->counters.live_aggregates.fetch_sub(1, std::memory_order_relaxed);
+  self->send(st.region, aggregate_stopped{st.stream_id, st.generation});
+}
+
+/// Fails everything waiting and stops: used when the stream cannot be
+/// recovered (store down, undecodable event). The next command re-activates.
+void fail_and_stop(aggregate_actor* self, command_status status, const std::string& code,
+                   const std::string& message) {
+  auto& st = self->state;
+  st.context->log->error("aggregate {} stopped: {}", st.stream_id, message);
+  while (!st.queue.empty()) {
+    st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
+    st.queue.front().complete(make_failure(status, code, message));
+    st.queue.pop_front();
+  }
+  stop_actor(self);
+}
+
+void write_snapshot(aggregate_actor* self) {
+  auto& st = self->state;
+  boost::json::array recent;
+  for (const auto& a : st.recent)
+    recent.push_back(boost::json::array{boost::json::string(a.command_id), a.first_version.value,
+                                        a.last_version.value, a.position.value, a.event_count});
+  boost::json::object doc;
+  doc["state"] = st.instance->save_state();
+  doc["recent"] = std::move(recent);
+  snapshot_record snapshot{st.stream_id, st.version, st.type->type.state_schema_version,
+                           boost::json::serialize(doc)};
+  st.events_since_snapshot = 0;
+  // Off the command path: nobody waits for it; a lost snapshot only means a
+  // longer replay next time.
+  auto* context = st.context;
+  st.context->store->save_snapshot(std::move(snapshot), [context](store_errc e, std::string m) {
+    if (e == store_errc::ok)
+      context->counters.snapshots_written.fetch_add(1, std::memory_order_relaxed);
+    else
+      context->log->warn("snapshot not written: {}", m);
+  });
+}
+
+/// Restores state and remembered command ids from a snapshot. Returns false
+/// when the snapshot cannot be used (the stream is then replayed in full).
+bool restore_snapshot(aggregate_state& st, const snapshot_record& snapshot) {
+  if (snapshot.schema_version != st.type->type.state_schema_version) return false;
+  boost::system::error_code ec;
+  auto doc = boost::json::parse(snapshot.state, ec);
+  if (ec || !doc.is_object()) return false;
+  const auto* state = doc.as_object().if_contains("state");
+  const auto* recent = doc.as_object().if_contains("recent");
+  if (state == nullptr || recent == nullptr || !recent->is_array()) return false;
+  if (auto problem = st.instance->load_state(*state)) {
+    st.context->log->warn("snapshot of {} ignored: {}", st.stream_id, *problem);
+    st.instance = st.type->type.make_instance();
+    return false;
+  }
+  st.recent.clear();
+  for (const auto& item : recent->as_array()) {
+    const auto& a = item.as_array();
+    st.recent.push_back(applied_command{std::string(a.at(0).as_string()),
+                                        stream_version{a.at(1).as_int64()},
+                                        stream_version{a.at(2).as_int64()},
+                                        global_position{a.at(3).as_int64()}, a.at(4).as_int64()});
+  }
+  st.version = snapshot.version;
+  return true;
+}
+
+void request_tail(aggregate_actor* self) {
+  auto& st = self->state;
+  auto handle = caf::actor_cast<caf::actor>(self);
+  st.context->store->read_stream(st.stream_id, st.version.next(), st.context->recovery_page,
+                                 [handle](read_result r) {
+                                   caf::anon_send(handle, events_loaded{std::move(r)});
+                                 });
+}
+
+void process_queue(aggregate_actor* self);
+
+/// Runs one command up to its append; completes it at once when it needs no
+/// write (duplicate, conflict, rejection, no events).
+void run_command(aggregate_actor* self, routed_command command) {
+  auto& st = self->state;
+  auto& counters = st.context->counters;
+  const auto& env = command.envelope;
+
+  if (const auto* applied = find_applied(st, env.command_id)) {
+    command_result r;
+    r.status = command_status::duplicate;
+    r.first_version = applied->first_version;
+    r.version = applied->last_version;
+    r.position = applied->position;
+    r.event_count = static_cast<std::size_t>(applied->event_count);
+    counters.duplicate.fetch_add(1, std::memory_order_relaxed);
+    command.complete(std::move(r));
+    return;
+  }
+  if (!env.expected.matches(st.version)) {
+    counters.conflicted.fetch_add(1, std::memory_order_relaxed);
+    auto r = make_failure(command_status::conflict, "version_conflict",
+                          "stream " + st.stream_id + " is at version " +
+                              std::to_string(st.version.value) + ", expected " +
+                              env.expected.to_string());
+    r.version = st.version;
+    command.complete(std::move(r));
+    return;
+  }
+
+  std::expected<std::vector<new_event>, rejection> decided;
+  try {
+    decided = st.instance->decide(env.payload);
+  } catch (const std::exception& e) {
+    // A throwing decider is a bug in domain code; the command fails, the
+    // aggregate lives on with its state untouched.
+    st.instance->discard();
+    counters.failed.fetch_add(1, std::memory_order_relaxed);
+    st.context->log->error("decider of {} threw: {}", st.stream_id, e.what());
+    command.complete(make_failure(command_status::invalid, "decider_failed", e.what()));
+    return;
+  }
+  if (!decided) {
+    counters.rejected.fetch_add(1, std::memory_order_relaxed);
+    command_result r;
+    r.status = command_status::rejected;
+    r.reason = std::move(decided.error());
+    r.version = st.version;
+    command.complete(std::move(r));
+    return;
+  }
+  if (decided->empty()) {
+    counters.accepted.fetch_add(1, std::memory_order_relaxed);
+    command_result r;
+    r.version = st.version;
+    r.first_version = st.version;
+    command.complete(std::move(r));
+    return;
+  }
+
+  append_request request;
+  request.stream_id = st.stream_id;
+  request.expected = expected_version::exact(st.version);
+  request.events = std::move(*decided);
+  for (auto& e : request.events) e.event_id = new_uuid();
+  request.metadata.command_id = env.command_id;
+  request.metadata.correlation_id = env.correlation_id;
+  request.metadata.causation_id = env.causation_id;
+  request.metadata.traceparent = env.traceparent;
+  request.metadata.node_id = st.context->node_id;
+  request.recorded_at = clock_type::now();
+
+  st.current = phase::appending;
+  st.in_flight = std::move(command);
+  auto handle = caf::actor_cast<caf::actor>(self);
+  st.context->store->append(std::move(request), [handle](append_result r) {
+    caf::anon_send(handle, append_completed{std::move(r)});
+  });
+}
+
+void process_queue(aggregate_actor* self) {
+  auto& st = self->state;
+  while (st.current == phase::ready && !st.queue.empty()) {
+    auto next = std::move(st.queue.front());
+    st.queue.pop_front();
+    st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
+    run_command(self, std::move(next));
+  }
+  if (st.current == phase::ready && st.queue.empty() && st.passivate_requested) stop_actor(self);
+}
+
+void on_append_completed(aggregate_actor* self, append_result& r) {
+  auto& st = self->state;
+  auto& counters = st.context->counters;
+  auto command = std::move(st.in_flight);
+  st.in_flight = routed_command{};
+  switch (r.error) {
+    case store_errc::ok: {
+      st.instance->commit();
+      auto count = r.last_version.value - r.first_version.value + 1;
+      st.version = r.last_version;
+      remember(st, {command.envelope.command_id, r.first_version, r.last_version,
+                    r.last_position, count});
+      counters.accepted.fetch_add(1, std::memory_order_relaxed);
+      counters.events_appended.fetch_add(count, std::memory_order_relaxed);
+      command_result result;
+      result.first_version = r.first_version;
+      result.version = r.last_version;
+      result.position = r.last_position;
+      result.event_count = static_cast<std::size_t>(count);
+      command.complete(std::move(result));
+      st.events_since_snapshot += count;
+      if (st.type->snapshot_every > 0 && st.events_since_snapshot >= st.type->snapshot_every)
+        write_snapshot(self);
+      st.current = phase::ready;
+      process_queue(self);
+      return;
+    }
+    case store_errc::invalid_input:
+      st.instance->discard();
+      counters.failed.fetch_add(1, std::memory_order_relaxed);
+      command.complete(make_failure(command_status::invalid, "invalid_input", r.message));
+      st.current = phase::ready;
+      process_queue(self);
+      return;
+    case store_errc::version_conflict:
+      // Another writer got there first (a briefly doubled owner): our state
+      // is stale. Catch up from the store before the next command.
+      st.instance->discard();
+      counters.conflicted.fetch_add(1, std::memory_order_relaxed);
+      command.complete(make_failure(command_status::conflict, "version_conflict", r.message));
+      break;
+    case store_errc::unavailable:
+      // The write's outcome is unknown: never continue from assumed state;
+      // re-read the stream (a retry with the same command id is then safe).
+      st.instance->discard();
+      counters.failed.fetch_add(1, std::memory_order_relaxed);
+      command.complete(make_failure(command_status::unavailable, "store_unavailable", r.message));
+      break;
+  }
+  st.current = phase::recovering;
+  request_tail(self);
+}
+
+void on_events_loaded(aggregate_actor* self, read_result& r) {
+  auto& st = self->state;
+  if (r.error != store_errc::ok) {
+    fail_and_stop(self, command_status::unavailable, "store_unavailable",
+                  "cannot read stream " + st.stream_id + ": " + r.message);
+    return;
+  }
+  for (const auto& e : r.events) {
+    if (e.version != st.version.next()) {
+      fail_and_stop(self, command_status::unavailable, "stream_gap",
+                    "stream " + st.stream_id + " jumps from version " +
+                        std::to_string(st.version.value) + " to " +
+                        std::to_string(e.version.value));
+      return;
+    }
+    std::optional<std::string> problem;
+    try {
+      problem = st.instance->apply(e);
+    } catch (const std::exception& ex) {
+      problem = ex.what();
+    }
+    if (problem) {
+      fail_and_stop(self, command_status::unavailable, "undecodable_event",
+                    "stream " + st.stream_id + " version " + std::to_string(e.version.value) +
+                        ": " + *problem);
+      return;
+    }
+    st.version = e.version;
+    ++st.events_since_snapshot;
+    remember(st, {e.metadata.command_id, e.version, e.version, e.position, 1});
+  }
+  if (r.events.size() >= st.context->recovery_page) {
+    request_tail(self);
+    return;
+  }
+  st.current = phase::ready;
+  process_queue(self);
+}
+
+caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context,
+                                 const hosted_type* type, std::string stream_id,
+                                 std::uint64_t generation, caf::actor region) {
+  auto& st = self->state;
+  st.context = context;
+  st.type = type;
+  st.stream_id = std::move(stream_id);
+  st.generation = generation;
+  st.region = std::move(region);
+  st.instance = type->type.make_instance();
+  context->counters.live_aggregates.fetch_add(1, std::memory_order_relaxed);
+  context->counters.activations.fetch_add(1, std::memory_order_relaxed);
+
+  auto handle = caf::actor_cast<caf::actor>(self);
+  context->store->load_snapshot(st.stream_id, [handle](snapshot_result r) {
+    caf::anon_send(handle, snapshot_loaded{std::move(r)});
+  });
+
+  return {
+      [self](routed_command& command) {
+        auto& st = self->state;
+        if (st.stopped) {
+          command.complete(make_failure(command_status::unavailable, "aggregate_stopped",
+                                        "aggregate " + st.stream_id + " is stopping; retry"));
+          return;
+        }
+        if (st.current == phase::ready && st.queue.empty()) {
+          run_command(self, std::move(command));
+          return;
+        }
+        if (st.queue.size() >= st.context->max_pending_commands) {
+          st.context->counters.shed.fetch_add(1, std::memory_order_relaxed);
+          command.complete(make_failure(command_status::overloaded, "aggregate_overloaded",
+                                        "too many commands queued at " + st.stream_id));
+          return;
+        }
+        st.context->counters.queued.fetch_add(1, std::memory_order_relaxed);
+        st.queue.push_back(std::move(command));
+      },
+      [self](append_completed& m) { on_append_completed(self, m.result); },
+      [self](snapshot_loaded& m) {
+        auto& st = self->state;
+        if (m.result.error != store_errc::ok) {
+          fail_and_stop(self, command_status::unavailable, "store_unavailable",
+                        "cannot load snapshot of " + st.stream_id + ": " + m.result.message);
+          return;
+        }
+        if (m.result.snapshot) restore_snapshot(st, *m.result.snapshot);
+        request_tail(self);
+      },
+      [self](events_loaded& m) { on_events_loaded(self, m.result); },
+      [self](passivate_request) {
+        auto& st = self->state;
+        st.passivate_requested = true;
+        if (st.current == phase::ready && st.queue.empty()) stop_actor(self);
+      },
+      [self](aggregate_release) { self->quit(); },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
+                           const hosted_type* type, std::string stream_id,
+                           std::uint64_t generation) {
+  return parent->spawn<caf::lazy_init>(aggregate_behavior, context, type, std::move(stream_id),
+                                       generation,
+                                       caf::actor_cast<caf::actor>(parent));
+}
+
+}  // namespace troupe::detail

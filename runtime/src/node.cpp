@@ -1,0 +1,205 @@
+#include "runtime/node.hpp"
+
+#include <unistd.h>
+
+#include <future>
+#include <stdexcept>
+#include <thread>
+
+#include "runtime/logging.hpp"
+#include "runtime/src/protocol.hpp"
+#include "runtime/uuid.hpp"
+
+namespace troupe {
+
+namespace detail {
+
+void routed_command::complete(command_result result) {
+  if (!done) return;
+  auto callback = std::move(done);
+  done = nullptr;
+  if (context != nullptr) context->counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  callback(std::move(result));
+}
+
+command_result make_failure(command_status status, std::string code, std::string message) {
+  command_result r;
+  r.status = status;
+  r.reason = rejection{std::move(code), std::move(message)};
+  return r;
+}
+
+}  // namespace detail
+
+std::string_view to_string(command_status s) {
+  switch (s) {
+    case command_status::accepted: return "accepted";
+    case command_status::duplicate: return "duplicate";
+    case command_status::rejected: return "rejected";
+    case command_status::conflict: return "conflict";
+    case command_status::overloaded: return "overloaded";
+    case command_status::unavailable: return "unavailable";
+    case command_status::invalid: return "invalid";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::string default_node_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "node");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+}  // namespace
+
+struct node::impl {
+  config cfg;
+  detail::hosting_context context;
+  std::unique_ptr<caf::actor_system_config> system_config;
+  std::unique_ptr<caf::actor_system> system;
+  caf::actor region;
+  std::int64_t max_in_flight = 0;
+  bool started = false;
+  bool stopped = false;
+};
+
+node::node(const config& cfg, std::shared_ptr<event_store> store) : impl_(new impl) {
+  auto& im = *impl_;
+  im.cfg = cfg;
+  im.context.store = std::move(store);
+  im.context.node_id = cfg.string("node.id").empty() ? default_node_id() : cfg.string("node.id");
+  im.context.max_pending_commands =
+      static_cast<std::size_t>(cfg.integer("aggregate.max_pending_commands"));
+  im.context.idempotency_window =
+      static_cast<std::size_t>(cfg.integer("aggregate.idempotency_window"));
+  im.context.max_live = static_cast<std::size_t>(cfg.integer("aggregate.max_live"));
+  im.context.idle_timeout = std::chrono::milliseconds{cfg.integer("aggregate.idle_timeout_ms")};
+  im.context.log = logger("node");
+  im.max_in_flight = cfg.integer("node.max_in_flight_commands");
+}
+
+node::~node() { stop(); }
+
+void node::add_aggregate_type(aggregate_type type) {
+  auto& im = *impl_;
+  if (im.started) throw std::logic_error("register aggregate types before node::start()");
+  if (auto problem = validate_stream_id(type.category + "-x"))
+    throw std::invalid_argument("aggregate category '" + type.category + "' is not valid: " +
+                                *problem);
+  if (im.context.types.contains(type.category))
+    throw std::invalid_argument("aggregate category '" + type.category +
+                                "' is registered twice");
+  auto category = type.category;
+  im.context.types.emplace(category, detail::hosted_type{std::move(type), 0});
+}
+
+void node::start() {
+  auto& im = *impl_;
+  if (im.started) return;
+  // Per-type settings must name a registered category: a typo would
+  // otherwise silently fall back to the default.
+  for (const auto& key : im.cfg.keys_with_prefix("aggregate.types.")) {
+    auto rest = std::string_view(key).substr(std::string_view("aggregate.types.").size());
+    auto category = std::string(rest.substr(0, rest.find('.')));
+    if (!im.context.types.contains(category))
+      throw std::runtime_error("configuration key '" + key +
+                               "' names aggregate category '" + category +
+                               "', which is not registered");
+  }
+  for (auto& [category, hosted] : im.context.types) {
+    hosted.snapshot_every = hosted.type.snapshot_every.value_or(
+        im.cfg.find_integer("aggregate.types." + category + ".snapshot_every")
+            .value_or(im.cfg.integer("aggregate.snapshot_every")));
+  }
+
+  im.system_config = std::make_unique<caf::actor_system_config>();
+  auto threads = im.cfg.integer("runtime.threads");
+  if (threads == 0) threads = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  // CAF defaults to 4 threads whatever the core count; more threads than
+  // cores only adds stealing overhead.
+  im.system_config->set("scheduler.max-threads", static_cast<std::size_t>(threads));
+  im.system = std::make_unique<caf::actor_system>(*im.system_config);
+  im.region = detail::spawn_region(*im.system, &im.context);
+  im.started = true;
+  im.context.log->info("node {} started: {} aggregate types, {} scheduler threads",
+                       im.context.node_id, im.context.types.size(), threads);
+}
+
+void node::submit(command_envelope command, command_completion done) {
+  auto& im = *impl_;
+  if (!im.started || im.stopped) {
+    done(detail::make_failure(command_status::unavailable, "node_not_running",
+                              "the node is not running"));
+    return;
+  }
+  auto in_flight = im.context.counters.in_flight.fetch_add(1, std::memory_order_relaxed);
+  if (in_flight >= im.max_in_flight) {
+    im.context.counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    im.context.counters.shed.fetch_add(1, std::memory_order_relaxed);
+    done(detail::make_failure(command_status::overloaded, "node_overloaded",
+                              "too many commands in flight on this node; retry later"));
+    return;
+  }
+  if (command.payload.empty()) {
+    detail::routed_command{std::move(command), std::move(done), &im.context}.complete(
+        detail::make_failure(command_status::invalid, "empty_command", "the command is empty"));
+    return;
+  }
+  if (command.command_id.empty()) command.command_id = new_uuid();
+  if (command.correlation_id.empty()) command.correlation_id = command.command_id;
+  caf::anon_send(im.region, detail::routed_command{std::move(command), std::move(done), &im.context});
+}
+
+command_result node::submit_and_wait(command_envelope command) {
+  std::promise<command_result> promise;
+  auto future = promise.get_future();
+  submit(std::move(command), [&promise](command_result r) { promise.set_value(std::move(r)); });
+  return future.get();
+}
+
+node_stats node::stats() const {
+  const auto& c = impl_->context.counters;
+  auto get = [](const std::atomic<std::int64_t>& a) { return a.load(std::memory_order_relaxed); };
+  node_stats s;
+  s.in_flight_commands = get(c.in_flight);
+  s.live_aggregates = get(c.live_aggregates);
+  s.activations = get(c.activations);
+  s.passivations = get(c.passivations);
+  s.commands_accepted = get(c.accepted);
+  s.commands_duplicate = get(c.duplicate);
+  s.commands_rejected = get(c.rejected);
+  s.commands_conflicted = get(c.conflicted);
+  s.commands_shed = get(c.shed);
+  s.commands_failed = get(c.failed);
+  s.events_appended = get(c.events_appended);
+  s.snapshots_written = get(c.snapshots_written);
+  s.queued_commands = get(c.queued);
+  s.region_mailbox = get(c.region_mailbox);
+  return s;
+}
+
+const std::string& node::id() const { return impl_->context.node_id; }
+
+event_store& node::store() { return *impl_->context.store; }
+
+void node::stop() {
+  auto& im = *impl_;
+  if (!im.started || im.stopped) return;
+  im.stopped = true;
+  {
+    caf::scoped_actor waiter{*im.system};
+    waiter->request(im.region, caf::infinite, detail::region_drain{})
+        .receive([](bool) {},
+                 [&](caf::error& e) {
+                   im.context.log->error("region drain failed: {}", caf::to_string(e));
+                 });
+    caf::anon_send_exit(im.region, caf::exit_reason::user_shutdown);
+  }
+  im.region = nullptr;
+  im.system.reset();  // waits for every actor to finish
+  im.context.log->info("node {} stopped", im.context.node_id);
+}
+
+}  // namespace troupe

@@ -1,0 +1,117 @@
+#pragma once
+// The aggregate hosting protocol: every message the node, the shard region
+// and aggregate actors exchange, declared once. Messages stay inside one
+// process (nodes talk over NATS, not CAF), hence CAF_ALLOW_UNSAFE_MESSAGE_TYPE.
+
+#include <caf/all.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "persistence/event_store.hpp"
+#include "runtime/aggregate_host.hpp"
+#include "runtime/command.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace troupe::detail {
+
+/// Live counters shared by the node, the region and every aggregate actor.
+struct node_counters {
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::int64_t> live_aggregates{0};
+  std::atomic<std::int64_t> activations{0};
+  std::atomic<std::int64_t> passivations{0};
+  std::atomic<std::int64_t> accepted{0};
+  std::atomic<std::int64_t> duplicate{0};
+  std::atomic<std::int64_t> rejected{0};
+  std::atomic<std::int64_t> conflicted{0};
+  std::atomic<std::int64_t> shed{0};
+  std::atomic<std::int64_t> failed{0};
+  std::atomic<std::int64_t> events_appended{0};
+  std::atomic<std::int64_t> snapshots_written{0};
+  std::atomic<std::int64_t> queued{0};
+  std::atomic<std::int64_t> region_mailbox{0};
+};
+
+/// A registered aggregate type with its effective settings.
+struct hosted_type {
+  aggregate_type type;
+  std::int64_t snapshot_every = 0;
+};
+
+/// Read-only after start: what every aggregate actor needs.
+struct hosting_context {
+  std::shared_ptr<event_store> store;
+  std::string node_id;
+  std::unordered_map<std::string, hosted_type> types;
+  std::size_t max_pending_commands = 1000;
+  std::size_t idempotency_window = 32;
+  std::size_t max_live = 200000;
+  std::chrono::milliseconds idle_timeout{120000};
+  std::size_t recovery_page = 512;
+  node_counters counters;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+/// A command on its way, with the completion its sender waits for. Completing
+/// it also releases the node's in-flight slot, exactly once.
+struct routed_command {
+  command_envelope envelope;
+  command_completion done;
+  hosting_context* context = nullptr;
+
+  void complete(command_result result);
+};
+
+/// Result helpers.
+command_result make_failure(command_status status, std::string code, std::string message);
+
+// Store callbacks, re-entering the aggregate actor.
+struct append_completed {
+  append_result result;
+};
+struct snapshot_loaded {
+  snapshot_result result;
+};
+struct events_loaded {
+  read_result result;
+};
+
+// Region <-> aggregate.
+struct passivate_request {};
+struct aggregate_stopped {
+  std::string stream_id;
+  std::uint64_t generation;
+};
+struct aggregate_release {};
+struct region_tick {};
+struct region_drain {};
+
+}  // namespace troupe::detail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::routed_command)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::append_completed)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::snapshot_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::events_loaded)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::passivate_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::aggregate_stopped)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::aggregate_release)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::region_tick)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::region_drain)
+
+namespace troupe::detail {
+
+/// Spawns the actor hosting one stream; it recovers, then serves commands.
+caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
+                           const hosted_type* type, std::string stream_id,
+                           std::uint64_t generation);
+
+/// Spawns the node's shard region.
+caf::actor spawn_region(caf::actor_system& system, hosting_context* context);
+
+}  // namespace troupe::detail

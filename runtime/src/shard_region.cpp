@@ -1,0 +1,213 @@
+// The shard region: one per node. Routes each command to the actor of its
+// stream, activating it on demand; keeps at most `max_live` actors by
+// passivating the least recently used, and passivates actors idle longer than
+// the idle timeout. Commands for a stream whose actor is stopping are held
+// here (bounded) and handed to its next incarnation, so a stream never has two
+// live actors on one node.
+
+#include <spdlog/spdlog.h>
+
+#include <list>
+
+#include "runtime/src/protocol.hpp"
+
+namespace troupe::detail {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+struct region_entry {
+  caf::actor actor;
+  std::uint64_t generation = 0;
+  bool stopping = false;
+  std::vector<routed_command> held;  // arrived while the actor was stopping
+  std::list<const std::string*>::iterator lru;
+  steady::time_point last_used;
+};
+
+struct region_state {
+  hosting_context* context = nullptr;
+  std::unordered_map<std::string, region_entry> entries;
+  std::list<const std::string*> lru;  // active entries, most recently used first
+  std::size_t active = 0;
+  std::uint64_t next_generation = 1;
+  std::chrono::milliseconds tick_interval{1000};
+  bool draining = false;
+  std::vector<caf::typed_response_promise<bool>> drain_waiters;
+
+  static inline const char* name = "shard_region";
+};
+
+using region_actor = caf::stateful_actor<region_state>;
+
+void begin_passivation(region_actor* self, region_entry& entry) {
+  auto& st = self->state;
+  entry.stopping = true;
+  st.lru.erase(entry.lru);
+  --st.active;
+  self->send(entry.actor, passivate_request{});
+}
+
+void make_room(region_actor* self) {
+  auto& st = self->state;
+  while (st.active >= st.context->max_live && !st.lru.empty())
+    begin_passivation(self, st.entries.find(*st.lru.back())->second);
+}
+
+void activate(region_actor* self, const std::string& stream_id, region_entry& entry,
+              const hosted_type* type) {
+  auto& st = self->state;
+  make_room(self);
+  entry.generation = st.next_generation++;
+  entry.stopping = false;
+  entry.actor = spawn_aggregate(self, st.context, type, stream_id, entry.generation);
+  self->monitor(entry.actor);
+  st.lru.push_front(&stream_id);
+  entry.lru = st.lru.begin();
+  entry.last_used = steady::now();
+  ++st.active;
+}
+
+const hosted_type* type_of(const hosting_context& context, std::string_view stream_id) {
+  auto it = context.types.find(std::string(stream_category(stream_id)));
+  return it == context.types.end() ? nullptr : &it->second;
+}
+
+void finish_drain_if_done(region_actor* self) {
+  auto& st = self->state;
+  if (!st.draining || !st.entries.empty()) return;
+  for (auto& waiter : st.drain_waiters) waiter.deliver(true);
+  st.drain_waiters.clear();
+}
+
+/// The actor of `stream_id` is gone (stopped or crashed): start its next
+/// incarnation for held commands, or forget the stream.
+void on_actor_gone(region_actor* self, std::unordered_map<std::string, region_entry>::iterator it) {
+  auto& st = self->state;
+  auto& entry = it->second;
+  if (!entry.stopping) {
+    st.lru.erase(entry.lru);
+    --st.active;
+  }
+  st.context->counters.passivations.fetch_add(1, std::memory_order_relaxed);
+  if (entry.held.empty()) {
+    st.entries.erase(it);
+    finish_drain_if_done(self);
+    return;
+  }
+  auto held = std::move(entry.held);
+  entry.held.clear();
+  if (st.draining) {
+    for (auto& c : held)
+      c.complete(make_failure(command_status::unavailable, "node_stopping", "node is stopping"));
+    st.entries.erase(it);
+    finish_drain_if_done(self);
+    return;
+  }
+  activate(self, it->first, entry, type_of(*st.context, it->first));
+  for (auto& c : held) self->send(entry.actor, std::move(c));
+}
+
+caf::behavior region_behavior(region_actor* self, hosting_context* context) {
+  auto& st = self->state;
+  st.context = context;
+  st.tick_interval = std::clamp(context->idle_timeout / 4, std::chrono::milliseconds{20},
+                                std::chrono::milliseconds{5000});
+  self->delayed_send(self, st.tick_interval, region_tick{});
+  self->set_down_handler([self](caf::down_msg& down) {
+    auto& st = self->state;
+    for (auto it = st.entries.begin(); it != st.entries.end(); ++it) {
+      if (it->second.actor.address() == down.source) {
+        // Released actors were erased or replaced already; one still here
+        // died without the handshake.
+        st.context->log->error("aggregate actor of {} died: {}", it->first,
+                               caf::to_string(down.reason));
+        on_actor_gone(self, it);
+        return;
+      }
+    }
+  });
+
+  return {
+      [self](routed_command& command) {
+        auto& st = self->state;
+        if (st.draining) {
+          command.complete(
+              make_failure(command_status::unavailable, "node_stopping", "node is stopping"));
+          return;
+        }
+        const auto& stream_id = command.envelope.stream_id;
+        if (auto it = st.entries.find(stream_id); it != st.entries.end()) {
+          auto& entry = it->second;
+          if (entry.stopping) {
+            if (entry.held.size() >= st.context->max_pending_commands) {
+              st.context->counters.shed.fetch_add(1, std::memory_order_relaxed);
+              command.complete(make_failure(command_status::overloaded, "aggregate_overloaded",
+                                            "too many commands waiting for " + stream_id));
+            } else {
+              entry.held.push_back(std::move(command));
+            }
+            return;
+          }
+          st.lru.splice(st.lru.begin(), st.lru, entry.lru);
+          entry.last_used = steady::now();
+          self->send(entry.actor, std::move(command));
+          return;
+        }
+        if (auto problem = validate_stream_id(stream_id)) {
+          st.context->counters.failed.fetch_add(1, std::memory_order_relaxed);
+          command.complete(make_failure(command_status::invalid, "invalid_stream_id", *problem));
+          return;
+        }
+        const auto* type = type_of(*st.context, stream_id);
+        if (type == nullptr) {
+          st.context->counters.failed.fetch_add(1, std::memory_order_relaxed);
+          command.complete(make_failure(
+              command_status::invalid, "unknown_category",
+              "no aggregate type is registered for category '" +
+                  std::string(stream_category(stream_id)) + "'"));
+          return;
+        }
+        auto [it, inserted] = st.entries.try_emplace(stream_id);
+        activate(self, it->first, it->second, type);
+        self->send(it->second.actor, std::move(command));
+      },
+      [self](aggregate_stopped& m) {
+        auto& st = self->state;
+        auto it = st.entries.find(m.stream_id);
+        if (it == st.entries.end() || it->second.generation != m.generation) return;
+        self->demonitor(it->second.actor);
+        self->send(it->second.actor, aggregate_release{});
+        on_actor_gone(self, it);
+      },
+      [self](region_tick) {
+        auto& st = self->state;
+        auto idle_since = steady::now() - st.context->idle_timeout;
+        while (!st.lru.empty()) {
+          auto& entry = st.entries.find(*st.lru.back())->second;
+          if (entry.last_used > idle_since) break;
+          begin_passivation(self, entry);
+        }
+        st.context->counters.region_mailbox.store(
+            static_cast<std::int64_t>(self->mailbox().size()), std::memory_order_relaxed);
+        self->delayed_send(self, st.tick_interval, region_tick{});
+      },
+      [self](region_drain) -> caf::result<bool> {
+        auto& st = self->state;
+        st.draining = true;
+        while (!st.lru.empty()) begin_passivation(self, st.entries.find(*st.lru.back())->second);
+        if (st.entries.empty()) return true;
+        st.drain_waiters.push_back(self->make_response_promise<bool>());
+        return st.drain_waiters.back();
+      },
+  };
+}
+
+}  // namespace
+
+caf::actor spawn_region(caf::actor_system& system, hosting_context* context) {
+  return system.spawn(region_behavior, context);
+}
+
+}  // namespace troupe::detail
