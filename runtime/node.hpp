@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <tuple>
 
 #include "persistence/event_store.hpp"
 #include "runtime/aggregate_host.hpp"
@@ -60,6 +61,13 @@ class node {
     add_aggregate_type(make_aggregate_type<D>());
   }
   void add_aggregate_type(aggregate_type type);
+
+  /// Registers every decider of a std::tuple<D...> type list.
+  template <class Tuple>
+  void register_aggregates() {
+    [this]<class... Ds>(std::tuple<Ds...>*) { (register_aggregate<Ds>(), ...); }(
+        static_cast<Tuple*>(nullptr));
+  }
 
   /// Starts the actor system. Fails (std::runtime_error) when configuration
   /// names an aggregate category nobody registered.

@@ -1,0 +1,171 @@
+// `troupe serve`: one node with the bookstore's aggregates. Until the HTTP
+// API lands, it can run a demo workload at start-up and logs what it does.
+
+#include <signal.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "actors/bookstore.hpp"
+#include "persistence/memory_event_store.hpp"
+#include "runtime/logging.hpp"
+#include "runtime/node.hpp"
+#include "tools/troupe/commands.hpp"
+
+namespace troupe::cli {
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+/// Counts completions of asynchronously submitted commands.
+struct demo_tally {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::int64_t done = 0, ok = 0, failed = 0;
+  std::string first_failure;
+
+  command_completion slot() {
+    return [this](command_result r) {
+      std::lock_guard lock{mutex};
+      ++done;
+      if (r.ok()) {
+        ++ok;
+      } else if (++failed == 1) {
+        first_failure = std::string(to_string(r.status)) + ": " + r.reason.code + " " +
+                        r.reason.message;
+      }
+      changed.notify_all();
+    };
+  }
+  void wait_until_done_at_least(std::int64_t n) {
+    std::unique_lock lock{mutex};
+    changed.wait(lock, [&] { return done >= n; });
+  }
+};
+
+/// Seeds a small catalog and runs `orders` orders through the same steps the
+/// fulfilment saga will take: reserve stock, place, complete, commit stock.
+bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
+  using namespace bookstore;
+  constexpr int books = 20;
+  for (int b = 0; b < books; ++b) {
+    auto id = "demo-" + std::to_string(b);
+    auto r = n.execute<book>(id, create_book{.book_id = id,
+                                             .name = "Demo book " + std::to_string(b),
+                                             .description = "seeded by --demo-orders",
+                                             .price = 1000 + 100 * b,
+                                             .discount_price = std::nullopt,
+                                             .category_id = "demo",
+                                             .publisher_id = "demo",
+                                             .author_ids = {"demo"},
+                                             .initial_stock = orders * 2 + 10});
+    if (!r.ok() && r.status != command_status::rejected) {
+      log.error("seeding book {} failed: {}", id, r.reason.message);
+      return false;
+    }
+  }
+  log.info("demo: seeded {} books; placing {} orders", books, orders);
+
+  auto started = std::chrono::steady_clock::now();
+  demo_tally tally;
+  constexpr std::int64_t window = 1000;  // orders in flight at once
+  std::int64_t submitted = 0;
+  auto base = now_ms();
+  for (std::int64_t i = 0; i < orders; ++i) {
+    if (i >= window) tally.wait_until_done_at_least((i - window + 1) * 4);
+    auto order_id = "demo-" + std::to_string(base) + "-" + std::to_string(i);
+    auto book_id = "demo-" + std::to_string(i % books);
+    std::int64_t price = 1000 + 100 * (i % books);
+    // Each order's steps are independent streams; the saga (a later part)
+    // will sequence them. Here they run concurrently to show throughput.
+    n.submit(node::make_envelope<book>(book_id, reserve_stock{book_id, order_id, 1}),
+             tally.slot());
+    n.submit(node::make_envelope<order>(
+                 order_id, place_order{order_id, "buyer-" + std::to_string(i % 100),
+                                       {order_item{book_id, 1, price}}, now_ms()}),
+             tally.slot());
+    n.submit(node::make_envelope<order>(order_id, complete_order{order_id, now_ms()}),
+             tally.slot());
+    n.submit(node::make_envelope<book>(book_id, commit_stock{book_id, order_id}), tally.slot());
+    submitted += 4;
+  }
+  tally.wait_until_done_at_least(submitted);
+  auto seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  log.info("demo: {} commands in {:.2f} s ({:.0f} commands/s), {} ok, {} failed{}", submitted,
+           seconds, submitted / std::max(seconds, 1e-9), tally.ok, tally.failed,
+           tally.failed ? " — first failure: " + tally.first_failure : std::string());
+  return tally.failed == 0;
+}
+
+void log_stats(const node& n, spdlog::logger& log) {
+  auto s = n.stats();
+  log.info(
+      "stats: live aggregates {}, activations {}, passivations {}, commands accepted {} "
+      "rejected {} conflicted {} shed {} failed {}, events {}, snapshots {}, queued {}",
+      s.live_aggregates, s.activations, s.passivations, s.commands_accepted, s.commands_rejected,
+      s.commands_conflicted, s.commands_shed, s.commands_failed, s.events_appended,
+      s.snapshots_written, s.queued_commands);
+}
+
+}  // namespace
+
+int serve(const config& cfg, const serve_options& options) {
+  setup_logging(cfg.string("log.level"), cfg.string("log.format"));
+  auto log = logger("serve");
+
+  // Block the stop signals before any thread starts, so only sigwait sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  log.get()->info("store: {} (PostgreSQL at {}, NATS at {} arrive with later parts)",
+                  cfg.string("store.kind"), redact_url(cfg.string("postgres.url")),
+                  cfg.string("nats.url"));
+  auto store = std::make_shared<memory_event_store>();
+  node n(cfg, store);
+  n.register_aggregates<bookstore::bookstore_aggregates>();
+  try {
+    n.start();
+  } catch (const std::exception& e) {
+    log->error("cannot start: {}", e.what());
+    return 2;
+  }
+
+  bool demo_ok = true;
+  if (options.demo_orders > 0) demo_ok = run_demo(n, options.demo_orders, *log);
+  log_stats(n, *log);
+  if (options.exit_after_demo) {
+    n.stop();
+    return demo_ok ? 0 : 1;
+  }
+
+  log->info("node {} serving; Ctrl-C or SIGTERM stops it", n.id());
+  auto last = n.stats().commands_accepted;
+  while (true) {
+    timespec wait{10, 0};
+    int sig = sigtimedwait(&stop_signals, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      log->info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    if (auto now = n.stats().commands_accepted; now != last) {
+      log_stats(n, *log);
+      last = now;
+    }
+  }
+  n.stop();
+  log_stats(n, *log);
+  return 0;
+}
+
+}  // namespace troupe::cli
