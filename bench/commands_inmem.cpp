@@ -125,11 +125,16 @@ int main(int argc, char** argv) {
   node.start();
   for (int i = 0; i < streams; ++i) {  // activate every stream
     auto id = "b" + std::to_string(i);
-    auto r = node.execute<bookstore::book>(
-        id, bookstore::create_book{.book_id = id, .name = "Book " + id, .description = "",
-                                   .price = 1000, .discount_price = std::nullopt,
-                                   .category_id = "c", .publisher_id = "p",
-                                   .author_ids = {"a"}, .initial_stock = 0});
+    auto r =
+        node.execute<bookstore::book>(id, bookstore::create_book{.book_id = id,
+                                                                 .name = "Book " + id,
+                                                                 .description = "",
+                                                                 .price = 1000,
+                                                                 .discount_price = std::nullopt,
+                                                                 .category_id = "c",
+                                                                 .publisher_id = "p",
+                                                                 .author_ids = {"a"},
+                                                                 .initial_stock = 0});
     if (!r.ok()) {
       std::fprintf(stderr, "seeding failed: %s\n", r.reason.message.c_str());
       return 1;

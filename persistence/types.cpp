@@ -29,7 +29,8 @@ std::optional<std::string> validate_stream_id(std::string_view stream_id) {
   auto category = stream_id.substr(0, dash);
   auto id = stream_id.substr(dash + 1);
   if (category.empty() || !(category[0] >= 'a' && category[0] <= 'z'))
-    return "stream id '" + std::string(stream_id) + "': category must start with a lower-case letter";
+    return "stream id '" + std::string(stream_id) +
+           "': category must start with a lower-case letter";
   for (char c : category)
     if (!is_lower_or_digit(c) && c != '_')
       return "stream id '" + std::string(stream_id) +

@@ -77,9 +77,9 @@ class decider_instance final : public aggregate_instance {
   std::expected<std::vector<new_event>, rejection> decide(const command_payload& c) override {
     const auto* command = c.get<typename D::command>();
     if (command == nullptr)
-      return std::unexpected(rejection{"wrong_command_type",
-                                       "command is not one of " + std::string(D::category) +
-                                           "'s commands"});
+      return std::unexpected(
+          rejection{"wrong_command_type",
+                    "command is not one of " + std::string(D::category) + "'s commands"});
     auto decided = D::decide(*command, state_);
     if (!decided) return std::unexpected(std::move(decided.error()));
     pending_ = std::move(*decided);
@@ -87,8 +87,8 @@ class decider_instance final : public aggregate_instance {
     encoded.reserve(pending_.size());
     for (const auto& e : pending_) {
       auto enc = codec::encode(e);
-      encoded.push_back(new_event{{}, std::string(enc.type), enc.schema_version,
-                                  std::move(enc.data)});
+      encoded.push_back(
+          new_event{{}, std::string(enc.type), enc.schema_version, std::move(enc.data)});
     }
     return encoded;
   }

@@ -32,7 +32,9 @@ concept event_type = requires {
 };
 
 template <class T>
-concept upcastable = requires(int v, boost::json::object& o) { T::upcast(v, o); };
+concept upcastable = requires(int v, boost::json::object& o) {
+  T::upcast(v, o);
+};
 
 /// Encoded form of one event, ready for new_event.
 struct encoded_event {
@@ -94,8 +96,8 @@ struct variant_codec<std::variant<Ts...>> {
     }
     auto value = boost::json::try_value_to<T>(json);
     if (!value)
-      return std::unexpected("event '" + std::string(T::event_type) + "': " +
-                             value.error().message());
+      return std::unexpected("event '" + std::string(T::event_type) +
+                             "': " + value.error().message());
     return variant{std::move(*value)};
   }
 

@@ -62,10 +62,10 @@ std::string_view to_string(command_status s);
 
 struct command_result {
   command_status status = command_status::accepted;
-  rejection reason;                // set unless accepted/duplicate
-  stream_version first_version;    // of the command's first event
-  stream_version version;          // the stream's version after the command
-  global_position position;        // of the command's last event
+  rejection reason;              // set unless accepted/duplicate
+  stream_version first_version;  // of the command's first event
+  stream_version version;        // the stream's version after the command
+  global_position position;      // of the command's last event
   std::size_t event_count = 0;
 
   bool ok() const {

@@ -29,27 +29,63 @@ struct setting {
 const std::vector<setting>& schema() {
   static const std::vector<setting> settings = {
       {"node.id", value_kind::string, 0, 0, {}, "node name; empty = <hostname>-<pid>"},
-      {"node.max_in_flight_commands", value_kind::integer, 1, 10'000'000, {},
+      {"node.max_in_flight_commands",
+       value_kind::integer,
+       1,
+       10'000'000,
+       {},
        "commands in flight per node before new ones are shed as overloaded"},
       {"runtime.threads", value_kind::integer, 0, 256, {}, "actor scheduler threads; 0 = cores"},
-      {"aggregate.idle_timeout_ms", value_kind::integer, 1, INT64_MAX, {},
+      {"aggregate.idle_timeout_ms",
+       value_kind::integer,
+       1,
+       INT64_MAX,
+       {},
        "an aggregate idle this long is passivated"},
-      {"aggregate.max_live", value_kind::integer, 1, INT64_MAX, {},
+      {"aggregate.max_live",
+       value_kind::integer,
+       1,
+       INT64_MAX,
+       {},
        "live aggregate actors per node; the least recently used is passivated beyond it"},
-      {"aggregate.max_pending_commands", value_kind::integer, 1, 10'000'000, {},
+      {"aggregate.max_pending_commands",
+       value_kind::integer,
+       1,
+       10'000'000,
+       {},
        "commands queued at one aggregate before new ones are shed"},
-      {"aggregate.snapshot_every", value_kind::integer, 0, INT64_MAX, {},
+      {"aggregate.snapshot_every",
+       value_kind::integer,
+       0,
+       INT64_MAX,
+       {},
        "events between snapshots; 0 = never"},
-      {"aggregate.idempotency_window", value_kind::integer, 0, 100'000, {},
+      {"aggregate.idempotency_window",
+       value_kind::integer,
+       0,
+       100'000,
+       {},
        "command ids per stream remembered across snapshots for idempotent retries"},
-      {"aggregate.types.*.snapshot_every", value_kind::integer, 0, INT64_MAX, {},
+      {"aggregate.types.*.snapshot_every",
+       value_kind::integer,
+       0,
+       INT64_MAX,
+       {},
        "events between snapshots for one aggregate category"},
       {"store.kind", value_kind::choice, 0, 0, {"memory"}, "event store implementation"},
       {"postgres.url", value_kind::string, 0, 0, {}, "PostgreSQL connection URL"},
       {"nats.url", value_kind::string, 0, 0, {}, "NATS server URL"},
-      {"log.level", value_kind::choice, 0, 0,
-       {"trace", "debug", "info", "warn", "error", "critical", "off"}, "log level"},
-      {"log.format", value_kind::choice, 0, 0, {"text", "json"},
+      {"log.level",
+       value_kind::choice,
+       0,
+       0,
+       {"trace", "debug", "info", "warn", "error", "critical", "off"},
+       "log level"},
+      {"log.format",
+       value_kind::choice,
+       0,
+       0,
+       {"text", "json"},
        "text for people, json for one JSON object per line"},
   };
   return settings;
@@ -118,7 +154,8 @@ struct config_loader {
   static std::optional<std::string> put_text(config& cfg, std::string_view key,
                                              std::string_view text, const std::string& origin) {
     const auto* s = find_setting(key);
-    if (s == nullptr) return "unknown configuration key '" + std::string(key) + "' (" + origin + ")";
+    if (s == nullptr)
+      return "unknown configuration key '" + std::string(key) + "' (" + origin + ")";
     config::value v;
     v.origin = origin;
     auto bad = [&] {
@@ -136,9 +173,12 @@ struct config_loader {
         break;
       }
       case value_kind::boolean:
-        if (text == "true" || text == "1") v.boolean = true;
-        else if (text == "false" || text == "0") v.boolean = false;
-        else return bad();
+        if (text == "true" || text == "1")
+          v.boolean = true;
+        else if (text == "false" || text == "0")
+          v.boolean = false;
+        else
+          return bad();
         v.text = v.boolean ? "true" : "false";
         break;
       case value_kind::choice: {
@@ -224,8 +264,8 @@ struct config_loader {
           name.ends_with(tail)) {
         std::string segment(name.substr(head.size(), name.size() - head.size() - tail.size()));
         for (auto& c : segment) c = static_cast<char>(std::tolower(c));
-        std::string key = std::string(s.key.substr(0, star)) + segment +
-                          std::string(s.key.substr(star + 1));
+        std::string key =
+            std::string(s.key.substr(0, star)) + segment + std::string(s.key.substr(star + 1));
         return put_text(cfg, key, text, origin);
       }
     }
@@ -248,8 +288,7 @@ std::expected<config, std::string> config::load(const source& from) {
     if (auto e = config_loader::put_env(cfg, name, text)) return std::unexpected(*e);
   for (const auto& item : from.overrides) {
     auto eq = item.find('=');
-    if (eq == std::string::npos)
-      return std::unexpected("--set '" + item + "': expected key=value");
+    if (eq == std::string::npos) return std::unexpected("--set '" + item + "': expected key=value");
     if (auto e = config_loader::put_text(cfg, item.substr(0, eq), item.substr(eq + 1), "--set"))
       return std::unexpected(*e);
   }

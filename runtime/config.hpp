@@ -23,9 +23,9 @@ namespace troupe {
 class config {
  public:
   struct source {
-    std::optional<std::string> file = {};                   // a JSON file to layer on top
-    std::vector<std::pair<std::string, std::string>> env = {};// name, value
-    std::vector<std::string> overrides = {};                 // "key=value"
+    std::optional<std::string> file = {};                       // a JSON file to layer on top
+    std::vector<std::pair<std::string, std::string>> env = {};  // name, value
+    std::vector<std::string> overrides = {};                    // "key=value"
   };
 
   /// Builds the configuration, or explains the first problem found.
@@ -51,7 +51,7 @@ class config {
   std::vector<std::string> keys_with_prefix(std::string_view prefix) const;
 
   struct value {
-    std::string text;    // canonical text form
+    std::string text;  // canonical text form
     std::int64_t integer = 0;
     bool boolean = false;
     std::string origin;  // "defaults", "file x.json", "env TROUPE_X", "--set"

@@ -32,12 +32,12 @@ struct node_stats {
   std::int64_t commands_duplicate = 0;
   std::int64_t commands_rejected = 0;
   std::int64_t commands_conflicted = 0;
-  std::int64_t commands_shed = 0;     // overloaded
-  std::int64_t commands_failed = 0;   // unavailable or invalid
+  std::int64_t commands_shed = 0;    // overloaded
+  std::int64_t commands_failed = 0;  // unavailable or invalid
   std::int64_t events_appended = 0;
   std::int64_t snapshots_written = 0;
-  std::int64_t queued_commands = 0;   // waiting inside aggregate actors
-  std::int64_t region_mailbox = 0;    // sampled at the region's last tick
+  std::int64_t queued_commands = 0;  // waiting inside aggregate actors
+  std::int64_t region_mailbox = 0;   // sampled at the region's last tick
 };
 
 /// Extra envelope fields for the typed convenience calls.
@@ -65,8 +65,9 @@ class node {
   /// Registers every decider of a std::tuple<D...> type list.
   template <class Tuple>
   void register_aggregates() {
-    [this]<class... Ds>(std::tuple<Ds...>*) { (register_aggregate<Ds>(), ...); }(
-        static_cast<Tuple*>(nullptr));
+    [this]<class... Ds>(std::tuple<Ds...>*) {
+      (register_aggregate<Ds>(), ...);
+    }(static_cast<Tuple*>(nullptr));
   }
 
   /// Starts the actor system. Fails (std::runtime_error) when configuration

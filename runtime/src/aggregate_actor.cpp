@@ -151,10 +151,9 @@ bool restore_snapshot(aggregate_state& st, const snapshot_record& snapshot) {
 void request_tail(aggregate_actor* self) {
   auto& st = self->state;
   auto handle = caf::actor_cast<caf::actor>(self);
-  st.context->store->read_stream(st.stream_id, st.version.next(), st.context->recovery_page,
-                                 [handle](read_result r) {
-                                   caf::anon_send(handle, events_loaded{std::move(r)});
-                                 });
+  st.context->store->read_stream(
+      st.stream_id, st.version.next(), st.context->recovery_page,
+      [handle](read_result r) { caf::anon_send(handle, events_loaded{std::move(r)}); });
 }
 
 void process_queue(aggregate_actor* self);
@@ -259,8 +258,8 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       st.instance->commit();
       auto count = r.last_version.value - r.first_version.value + 1;
       st.version = r.last_version;
-      remember(st, {command.envelope.command_id, r.first_version, r.last_version,
-                    r.last_position, count});
+      remember(st, {command.envelope.command_id, r.first_version, r.last_version, r.last_position,
+                    count});
       counters.accepted.fetch_add(1, std::memory_order_relaxed);
       counters.events_appended.fetch_add(count, std::memory_order_relaxed);
       command_result result;
@@ -407,8 +406,7 @@ caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
                            const hosted_type* type, std::string stream_id,
                            std::uint64_t generation) {
   return parent->spawn<caf::lazy_init>(aggregate_behavior, context, type, std::move(stream_id),
-                                       generation,
-                                       caf::actor_cast<caf::actor>(parent));
+                                       generation, caf::actor_cast<caf::actor>(parent));
 }
 
 }  // namespace troupe::detail

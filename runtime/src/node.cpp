@@ -86,11 +86,10 @@ void node::add_aggregate_type(aggregate_type type) {
   auto& im = *impl_;
   if (im.started) throw std::logic_error("register aggregate types before node::start()");
   if (auto problem = validate_stream_id(type.category + "-x"))
-    throw std::invalid_argument("aggregate category '" + type.category + "' is not valid: " +
-                                *problem);
-  if (im.context.types.contains(type.category))
     throw std::invalid_argument("aggregate category '" + type.category +
-                                "' is registered twice");
+                                "' is not valid: " + *problem);
+  if (im.context.types.contains(type.category))
+    throw std::invalid_argument("aggregate category '" + type.category + "' is registered twice");
   auto category = type.category;
   im.context.types.emplace(category, detail::hosted_type{std::move(type), 0});
 }
@@ -104,9 +103,8 @@ void node::start() {
     auto rest = std::string_view(key).substr(std::string_view("aggregate.types.").size());
     auto category = std::string(rest.substr(0, rest.find('.')));
     if (!im.context.types.contains(category))
-      throw std::runtime_error("configuration key '" + key +
-                               "' names aggregate category '" + category +
-                               "', which is not registered");
+      throw std::runtime_error("configuration key '" + key + "' names aggregate category '" +
+                               category + "', which is not registered");
   }
   for (auto& [category, hosted] : im.context.types) {
     hosted.snapshot_every = hosted.type.snapshot_every.value_or(
@@ -149,7 +147,8 @@ void node::submit(command_envelope command, command_completion done) {
   }
   if (command.command_id.empty()) command.command_id = new_uuid();
   if (command.correlation_id.empty()) command.correlation_id = command.command_id;
-  caf::anon_send(im.region, detail::routed_command{std::move(command), std::move(done), &im.context});
+  caf::anon_send(im.region,
+                 detail::routed_command{std::move(command), std::move(done), &im.context});
 }
 
 command_result node::submit_and_wait(command_envelope command) {

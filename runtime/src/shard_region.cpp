@@ -163,10 +163,9 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
         const auto* type = type_of(*st.context, stream_id);
         if (type == nullptr) {
           st.context->counters.failed.fetch_add(1, std::memory_order_relaxed);
-          command.complete(make_failure(
-              command_status::invalid, "unknown_category",
-              "no aggregate type is registered for category '" +
-                  std::string(stream_category(stream_id)) + "'"));
+          command.complete(make_failure(command_status::invalid, "unknown_category",
+                                        "no aggregate type is registered for category '" +
+                                            std::string(stream_category(stream_id)) + "'"));
           return;
         }
         auto [it, inserted] = st.entries.try_emplace(stream_id);
@@ -189,8 +188,8 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
           if (entry.last_used > idle_since) break;
           begin_passivation(self, entry);
         }
-        st.context->counters.region_mailbox.store(
-            static_cast<std::int64_t>(self->mailbox().size()), std::memory_order_relaxed);
+        st.context->counters.region_mailbox.store(static_cast<std::int64_t>(self->mailbox().size()),
+                                                  std::memory_order_relaxed);
         self->delayed_send(self, st.tick_interval, region_tick{});
       },
       [self](region_drain) -> caf::result<bool> {

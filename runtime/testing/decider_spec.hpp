@@ -46,8 +46,9 @@ class decider_spec {
   bool then(const std::vector<event>& expected) {
     auto outcome = run();
     if (!outcome) {
-      ADD_FAILURE() << "expected events " << describe(expected) << "\nbut the command was rejected: "
-                    << outcome.error().code << " (" << outcome.error().message << ")";
+      ADD_FAILURE() << "expected events " << describe(expected)
+                    << "\nbut the command was rejected: " << outcome.error().code << " ("
+                    << outcome.error().message << ")";
       return false;
     }
     bool ok = true;
@@ -110,11 +111,13 @@ class decider_spec {
     auto enc = codec::encode(e);
     auto back = codec::decode(enc.type, enc.schema_version, enc.data);
     if (!back) {
-      ADD_FAILURE() << "event " << enc.type << " " << enc.data << " does not decode: " << back.error();
+      ADD_FAILURE() << "event " << enc.type << " " << enc.data
+                    << " does not decode: " << back.error();
       return false;
     }
     if (!(*back == e)) {
-      ADD_FAILURE() << "event " << enc.type << " " << enc.data << " changes when encoded and decoded";
+      ADD_FAILURE() << "event " << enc.type << " " << enc.data
+                    << " changes when encoded and decoded";
       return false;
     }
     return true;
@@ -129,7 +132,8 @@ class decider_spec {
         return false;
       }
       if (!(*back == state_)) {
-        ADD_FAILURE() << "state " << text << " changes when encoded and decoded (snapshots would lose it)";
+        ADD_FAILURE() << "state " << text
+                      << " changes when encoded and decoded (snapshots would lose it)";
         return false;
       }
     }

@@ -23,8 +23,9 @@ int main(int argc, char** argv) {
   troupe::cli::serve_options serve_options;
   auto* serve = app.add_subcommand("serve", "run a node serving the bookstore");
   add_config_flags(serve);
-  serve->add_option("--demo-orders", serve_options.demo_orders,
-                    "place this many demo orders at start-up and report")
+  serve
+      ->add_option("--demo-orders", serve_options.demo_orders,
+                   "place this many demo orders at start-up and report")
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{10'000'000}));
   serve->add_flag("--exit-after-demo", serve_options.exit_after_demo,
                   "stop after the demo instead of serving");

@@ -38,8 +38,8 @@ struct demo_tally {
       if (r.ok()) {
         ++ok;
       } else if (++failed == 1) {
-        first_failure = std::string(to_string(r.status)) + ": " + r.reason.code + " " +
-                        r.reason.message;
+        first_failure =
+            std::string(to_string(r.status)) + ": " + r.reason.code + " " + r.reason.message;
       }
       changed.notify_all();
     };
@@ -85,11 +85,11 @@ bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
     std::int64_t price = 1000 + 100 * (i % books);
     // Each order's steps are independent streams; the saga (a later part)
     // will sequence them. Here they run concurrently to show throughput.
-    n.submit(node::make_envelope<book>(book_id, reserve_stock{book_id, order_id, 1}),
-             tally.slot());
-    n.submit(node::make_envelope<order>(
-                 order_id, place_order{order_id, "buyer-" + std::to_string(i % 100),
-                                       {order_item{book_id, 1, price}}, now_ms()}),
+    n.submit(node::make_envelope<book>(book_id, reserve_stock{book_id, order_id, 1}), tally.slot());
+    n.submit(node::make_envelope<order>(order_id, place_order{order_id,
+                                                              "buyer-" + std::to_string(i % 100),
+                                                              {order_item{book_id, 1, price}},
+                                                              now_ms()}),
              tally.slot());
     n.submit(node::make_envelope<order>(order_id, complete_order{order_id, now_ms()}),
              tally.slot());
@@ -97,8 +97,7 @@ bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
     submitted += 4;
   }
   tally.wait_until_done_at_least(submitted);
-  auto seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   log.info("demo: {} commands in {:.2f} s ({:.0f} commands/s), {} ok, {} failed{}", submitted,
            seconds, submitted / std::max(seconds, 1e-9), tally.ok, tally.failed,
            tally.failed ? " — first failure: " + tally.first_failure : std::string());

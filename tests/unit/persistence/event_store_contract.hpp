@@ -34,8 +34,8 @@ class EventStoreContract : public ::testing::TestWithParam<store_factory> {
     r.metadata.correlation_id = "corr";
     r.recorded_at = clock_type::now();
     for (int i = 0; i < events; ++i)
-      r.events.push_back(new_event{"evt-" + std::to_string(++next_event_),
-                                   "thing_happened", 1, "{\"n\":" + std::to_string(i) + "}"});
+      r.events.push_back(new_event{"evt-" + std::to_string(++next_event_), "thing_happened", 1,
+                                   "{\"n\":" + std::to_string(i) + "}"});
     return r;
   }
 
@@ -67,10 +67,12 @@ TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
   auto again = sync::append(*store_, request("thing-c", expected_version::no_stream(), 1));
   EXPECT_EQ(again.error, store_errc::version_conflict);
   EXPECT_EQ(again.actual_version, stream_version{1});
-  auto stale = sync::append(*store_, request("thing-c", expected_version::exact(stream_version{5}), 1));
+  auto stale =
+      sync::append(*store_, request("thing-c", expected_version::exact(stream_version{5}), 1));
   EXPECT_EQ(stale.error, store_errc::version_conflict);
   EXPECT_EQ(sync::read_stream(*store_, "thing-c").events.size(), 1u);
-  auto right = sync::append(*store_, request("thing-c", expected_version::exact(stream_version{1}), 1));
+  auto right =
+      sync::append(*store_, request("thing-c", expected_version::exact(stream_version{1}), 1));
   EXPECT_EQ(right.error, store_errc::ok);
   EXPECT_EQ(right.last_version, stream_version{2});
 }
@@ -116,7 +118,8 @@ TEST_P(EventStoreContract, ConcurrentWritersToOneStreamNeverDoubleAVersion) {
       for (int i = 0; i < attempts; ++i) {
         auto current = sync::read_stream(*store_, "thing-g").events.size();
         auto r = sync::append(
-            *store_, request("thing-g", expected_version::exact(stream_version{(int64_t)current}), 1));
+            *store_,
+            request("thing-g", expected_version::exact(stream_version{(int64_t)current}), 1));
         if (r.error == store_errc::ok) ++accepted;
       }
     });

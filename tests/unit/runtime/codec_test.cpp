@@ -52,10 +52,10 @@ TEST(Uuid, Version7TextFormAndOrder) {
   }).join();
   auto text = troupe::to_string(a);
   ASSERT_EQ(text.size(), 36u);
-  EXPECT_EQ(text[14], '7');                       // version
+  EXPECT_EQ(text[14], '7');                                          // version
   EXPECT_NE(std::string("89ab").find(text[19]), std::string::npos);  // variant
   EXPECT_LT(troupe::to_string(a), troupe::to_string(b));  // monotonic within a millisecond
-  EXPECT_EQ(text.substr(0, 8), "018bcfe5");  // 1.7e12 ms = 0x018bcfe56800
+  EXPECT_EQ(text.substr(0, 8), "018bcfe5");               // 1.7e12 ms = 0x018bcfe56800
 }
 
 }  // namespace

@@ -16,17 +16,20 @@ TEST(Config, DefaultsComeFromTheBuiltInFile) {
 
 TEST(Config, LayersFileThenEnvironmentThenFlags) {
   auto path = ::testing::TempDir() + "troupe_config_test.json";
-  std::ofstream(path) << R"({"aggregate": {"max_live": 5, "snapshot_every": 7}, "log": {"level": "debug"}})";
+  std::ofstream(path)
+      << R"({"aggregate": {"max_live": 5, "snapshot_every": 7}, "log": {"level": "debug"}})";
   config::source src;
   src.file = path;
-  src.env = {{"TROUPE_AGGREGATE_MAX_LIVE", "6"}, {"PATH", "/bin"},
-             {"TROUPE_SERVICES_PG_PORT", "1"}, {"TROUPE_AGGREGATE_TYPES_BOOK_SNAPSHOT_EVERY", "3"}};
+  src.env = {{"TROUPE_AGGREGATE_MAX_LIVE", "6"},
+             {"PATH", "/bin"},
+             {"TROUPE_SERVICES_PG_PORT", "1"},
+             {"TROUPE_AGGREGATE_TYPES_BOOK_SNAPSHOT_EVERY", "3"}};
   src.overrides = {"log.level=warn"};
   auto cfg = config::load(src);
   ASSERT_TRUE(cfg) << cfg.error();
-  EXPECT_EQ(cfg->integer("aggregate.snapshot_every"), 7);   // file
-  EXPECT_EQ(cfg->integer("aggregate.max_live"), 6);         // env beats file
-  EXPECT_EQ(cfg->string("log.level"), "warn");              // flag beats all
+  EXPECT_EQ(cfg->integer("aggregate.snapshot_every"), 7);  // file
+  EXPECT_EQ(cfg->integer("aggregate.max_live"), 6);        // env beats file
+  EXPECT_EQ(cfg->string("log.level"), "warn");             // flag beats all
   EXPECT_EQ(cfg->find_integer("aggregate.types.book.snapshot_every"), 3);
   std::remove(path.c_str());
 }

@@ -54,15 +54,18 @@ struct counter {
   static state initial() { return {}; }
   static troupe::decision<event> decide(const command& c, const state& s) {
     if (const auto* inc = std::get_if<increment>(&c)) {
-      if (inc->by <= 0 || inc->by > 100) return troupe::reject("invalid_step", "step must be 1..100");
+      if (inc->by <= 0 || inc->by > 100)
+        return troupe::reject("invalid_step", "step must be 1..100");
       return std::vector<event>{incremented{inc->by}};
     }
     if (s.value == 0) return std::vector<event>{};
     return std::vector<event>{was_reset{}};
   }
   static state evolve(state s, const event& e) {
-    if (const auto* inc = std::get_if<incremented>(&e)) s.value += inc->by;
-    else s.value = 0;
+    if (const auto* inc = std::get_if<incremented>(&e))
+      s.value += inc->by;
+    else
+      s.value = 0;
     ++s.changes;
     return s;
   }

@@ -128,7 +128,8 @@ TEST(Node, ExpectedVersionIsChecked) {
   auto stale = n.run("c", increment{1}, {.expected = troupe::expected_version::no_stream()});
   EXPECT_EQ(stale.status, command_status::conflict);
   EXPECT_EQ(stale.version, stream_version{1});
-  auto right = n.run("c", increment{1}, {.expected = troupe::expected_version::exact(stream_version{1})});
+  auto right =
+      n.run("c", increment{1}, {.expected = troupe::expected_version::exact(stream_version{1})});
   EXPECT_EQ(right.status, command_status::accepted);
 }
 
@@ -183,8 +184,9 @@ TEST(Node, FullAggregateQueueShedsInsteadOfGrowing) {
   ASSERT_TRUE(latch.wait_for(total));
   auto accepted = latch.count(command_status::accepted);
   EXPECT_EQ(accepted + latch.count(command_status::overloaded), total);
-  EXPECT_EQ(static_cast<std::int64_t>(troupe::sync::read_stream(*store, "counter-busy").events.size()),
-            accepted);
+  EXPECT_EQ(
+      static_cast<std::int64_t>(troupe::sync::read_stream(*store, "counter-busy").events.size()),
+      accepted);
 }
 
 TEST(Node, RetriedCommandIdReturnsTheFirstOutcome) {
@@ -214,7 +216,8 @@ TEST(Node, StateAndIdempotencySurviveARestart) {
     auto retry = n.run("e", increment{10}, {.command_id = "once"});
     EXPECT_EQ(retry.status, command_status::duplicate);
     EXPECT_EQ(retry.version, first.version);
-    auto next = n.run("e", increment{1}, {.expected = troupe::expected_version::exact(stream_version{5})});
+    auto next =
+        n.run("e", increment{1}, {.expected = troupe::expected_version::exact(stream_version{5})});
     ASSERT_EQ(next.status, command_status::accepted) << next.reason.message;
     EXPECT_EQ(next.version, stream_version{6});
   }
@@ -294,7 +297,8 @@ class gated_store final : public troupe::event_store {
     std::lock_guard lock{mutex_};
     return held_.size();
   }
-  void read_stream(std::string s, troupe::stream_version f, std::size_t m, read_callback d) override {
+  void read_stream(std::string s, troupe::stream_version f, std::size_t m,
+                   read_callback d) override {
     inner_->read_stream(std::move(s), f, m, std::move(d));
   }
   void read_all(troupe::global_position a, std::size_t m, read_callback d) override {
@@ -336,7 +340,8 @@ TEST(Node, HundredThousandAggregatesStayUnderTheLiveCap) {
   constexpr int streams = 100'000;
   constexpr std::int64_t cap = 10'000;
   auto store = std::make_shared<troupe::memory_event_store>();
-  running_node n(store, {"aggregate.max_live=" + std::to_string(cap), "aggregate.snapshot_every=0"});
+  running_node n(store,
+                 {"aggregate.max_live=" + std::to_string(cap), "aggregate.snapshot_every=0"});
   auto before = resident_kib();
   completion_latch latch;
   constexpr int window = 2'000;  // keep a bounded number in flight, like a real client
