@@ -4,6 +4,7 @@
 // version and global-position semantics; callbacks run inline on the caller's
 // thread. Thread-safe; one mutex, since every operation is short.
 
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -34,7 +35,7 @@ class memory_event_store final : public event_store {
   bool take_injected_failure();
 
   mutable std::mutex mutex_;
-  std::vector<recorded_event> log_;  // index = position - 1
+  std::deque<recorded_event> log_;  // index = position - 1; a deque never moves old events
   std::unordered_map<std::string, std::vector<std::size_t>> streams_;
   std::unordered_map<std::string, snapshot_record> snapshots_;
   std::size_t failures_to_inject_ = 0;

@@ -19,6 +19,7 @@ namespace {
 /// id gets the same answer instead of applying twice.
 struct applied_command {
   std::string command_id;
+  std::size_t id_hash = 0;  // compared first: most lookups miss
   stream_version first_version;
   stream_version last_version;
   global_position position;
@@ -61,13 +62,16 @@ void remember(aggregate_state& st, applied_command applied) {
     last.event_count += applied.event_count;
     return;
   }
+  applied.id_hash = std::hash<std::string>{}(applied.command_id);
   st.recent.push_back(std::move(applied));
   while (st.recent.size() > st.context->idempotency_window) st.recent.pop_front();
 }
 
 const applied_command* find_applied(const aggregate_state& st, const std::string& command_id) {
+  if (st.recent.empty()) return nullptr;
+  auto hash = std::hash<std::string>{}(command_id);
   for (auto it = st.recent.rbegin(); it != st.recent.rend(); ++it)
-    if (it->command_id == command_id) return &*it;
+    if (it->id_hash == hash && it->command_id == command_id) return &*it;
   return nullptr;
 }
 
@@ -139,8 +143,9 @@ bool restore_snapshot(aggregate_state& st, const snapshot_record& snapshot) {
   st.recent.clear();
   for (const auto& item : recent->as_array()) {
     const auto& a = item.as_array();
-    st.recent.push_back(applied_command{std::string(a.at(0).as_string()),
-                                        stream_version{a.at(1).as_int64()},
+    std::string id(a.at(0).as_string());
+    auto hash = std::hash<std::string>{}(id);
+    st.recent.push_back(applied_command{std::move(id), hash, stream_version{a.at(1).as_int64()},
                                         stream_version{a.at(2).as_int64()},
                                         global_position{a.at(3).as_int64()}, a.at(4).as_int64()});
   }
@@ -258,8 +263,8 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       st.instance->commit();
       auto count = r.last_version.value - r.first_version.value + 1;
       st.version = r.last_version;
-      remember(st, {command.envelope.command_id, r.first_version, r.last_version, r.last_position,
-                    count});
+      remember(st, {command.envelope.command_id, 0, r.first_version, r.last_version,
+                    r.last_position, count});
       counters.accepted.fetch_add(1, std::memory_order_relaxed);
       counters.events_appended.fetch_add(count, std::memory_order_relaxed);
       command_result result;
@@ -330,7 +335,7 @@ void on_events_loaded(aggregate_actor* self, read_result& r) {
     }
     st.version = e.version;
     ++st.events_since_snapshot;
-    remember(st, {e.metadata.command_id, e.version, e.version, e.position, 1});
+    remember(st, {e.metadata.command_id, 0, e.version, e.version, e.position, 1});
   }
   if (r.events.size() >= st.context->recovery_page) {
     request_tail(self);

@@ -336,6 +336,38 @@ TEST(Node, InFlightCommandsAreBoundedPerNode) {
   EXPECT_TRUE(n.run("s-extra", increment{1}).ok());
 }
 
+TEST(Node, CommandsRacingAPassivationAreHeldNotLost) {
+  // A cap far below the working set makes nearly every command hit a stream
+  // whose actor is being passivated: those commands must wait for the next
+  // incarnation, which must see every earlier event.
+  auto store = std::make_shared<troupe::memory_event_store>();
+  running_node n(store, {"aggregate.max_live=3", "aggregate.snapshot_every=4"});
+  constexpr int streams = 20, per_stream = 200, senders = 4;
+  completion_latch latch;
+  std::vector<std::thread> threads;
+  for (int s = 0; s < senders; ++s)
+    threads.emplace_back([&, s] {
+      for (int i = 0; i < per_stream * streams / senders; ++i)
+        n.node.submit(troupe::node::make_envelope<counter>(
+                          "churn" + std::to_string((i * 7 + s) % streams), increment{1}),
+                      latch.slot());
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(latch.wait_for(streams * per_stream));
+  auto accepted = latch.count(command_status::accepted);
+  EXPECT_EQ(accepted + latch.count(command_status::overloaded), streams * per_stream);
+  EXPECT_GT(n.node.stats().passivations, streams);
+  std::int64_t stored = 0;
+  for (int i = 0; i < streams; ++i) {
+    auto events = troupe::sync::read_stream(*store, "counter-churn" + std::to_string(i)).events;
+    for (std::size_t v = 0; v < events.size(); ++v)
+      ASSERT_EQ(events[v].version, stream_version{static_cast<std::int64_t>(v + 1)});
+    stored += static_cast<std::int64_t>(events.size());
+  }
+  EXPECT_EQ(stored, accepted);
+  EXPECT_LE(n.node.stats().live_aggregates, 3);
+}
+
 TEST(Node, HundredThousandAggregatesStayUnderTheLiveCap) {
   constexpr int streams = 100'000;
   constexpr std::int64_t cap = 10'000;
