@@ -23,6 +23,7 @@ enum class store_errc : std::uint8_t {
   version_conflict,  // expected version did not match; nothing written
   invalid_input,     // rejected before reaching storage (bad id, oversized...)
   unavailable,       // storage unreachable; retryable, outcome may be unknown
+  overloaded,        // not attempted: the store's bounded queue is full
 };
 std::string_view to_string(store_errc e);
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "persistence/validation.hpp"
+
 namespace troupe {
 
 std::string_view to_string(store_errc e) {
@@ -10,11 +12,13 @@ std::string_view to_string(store_errc e) {
     case store_errc::version_conflict: return "version_conflict";
     case store_errc::invalid_input: return "invalid_input";
     case store_errc::unavailable: return "unavailable";
+    case store_errc::overloaded: return "overloaded";
   }
   return "unknown";
 }
 
-memory_event_store::memory_event_store() = default;
+memory_event_store::memory_event_store(std::size_t max_event_bytes)
+    : max_event_bytes_(max_event_bytes) {}
 memory_event_store::~memory_event_store() = default;
 
 bool memory_event_store::take_injected_failure() {
@@ -30,7 +34,7 @@ void memory_event_store::fail_next(std::size_t count) {
 
 void memory_event_store::append(append_request request, append_callback done) {
   append_result result;
-  if (auto problem = validate_stream_id(request.stream_id)) {
+  if (auto problem = validate_append(request, max_event_bytes_)) {
     result.error = store_errc::invalid_input;
     result.message = *problem;
     done(std::move(result));

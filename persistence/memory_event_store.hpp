@@ -15,7 +15,7 @@ namespace troupe {
 
 class memory_event_store final : public event_store {
  public:
-  memory_event_store();
+  explicit memory_event_store(std::size_t max_event_bytes = 1 << 20);
   ~memory_event_store() override;
 
   void append(append_request request, append_callback done) override;
@@ -39,6 +39,7 @@ class memory_event_store final : public event_store {
   std::unordered_map<std::string, std::vector<std::size_t>> streams_;
   std::unordered_map<std::string, snapshot_record> snapshots_;
   std::size_t failures_to_inject_ = 0;
+  std::size_t max_event_bytes_;
 };
 
 }  // namespace troupe

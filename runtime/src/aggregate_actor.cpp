@@ -102,6 +102,10 @@ void fail_and_stop(aggregate_actor* self, command_status status, const std::stri
   stop_actor(self);
 }
 
+command_status status_of_read_failure(store_errc e) {
+  return e == store_errc::overloaded ? command_status::overloaded : command_status::unavailable;
+}
+
 void write_snapshot(aggregate_actor* self) {
   auto& st = self->state;
   boost::json::array recent;
@@ -280,6 +284,14 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       process_queue(self);
       return;
     }
+    case store_errc::overloaded:
+      // Not attempted: the state is still true; shed this command only.
+      st.instance->discard();
+      counters.shed.fetch_add(1, std::memory_order_relaxed);
+      command.complete(make_failure(command_status::overloaded, "store_overloaded", r.message));
+      st.current = phase::ready;
+      process_queue(self);
+      return;
     case store_errc::invalid_input:
       st.instance->discard();
       counters.failed.fetch_add(1, std::memory_order_relaxed);
@@ -309,7 +321,7 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
 void on_events_loaded(aggregate_actor* self, read_result& r) {
   auto& st = self->state;
   if (r.error != store_errc::ok) {
-    fail_and_stop(self, command_status::unavailable, "store_unavailable",
+    fail_and_stop(self, status_of_read_failure(r.error), "store_unavailable",
                   "cannot read stream " + st.stream_id + ": " + r.message);
     return;
   }
@@ -388,7 +400,7 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
       [self](snapshot_loaded& m) {
         auto& st = self->state;
         if (m.result.error != store_errc::ok) {
-          fail_and_stop(self, command_status::unavailable, "store_unavailable",
+          fail_and_stop(self, status_of_read_failure(m.result.error), "store_unavailable",
                         "cannot load snapshot of " + st.stream_id + ": " + m.result.message);
           return;
         }

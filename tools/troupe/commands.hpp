@@ -15,4 +15,7 @@ struct serve_options {
 /// Runs a node until SIGINT/SIGTERM. Returns the process exit code.
 int serve(const config& cfg, const serve_options& options);
 
+/// Applies pending schema migrations to postgres.url and reports them.
+int migrate(const config& cfg);
+
 }  // namespace troupe::cli

@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   auto* show_config = app.add_subcommand("config", "print the effective configuration");
   add_config_flags(show_config);
 
+  auto* migrate = app.add_subcommand("migrate", "bring the PostgreSQL schema up to date");
+  add_config_flags(migrate);
+
   CLI11_PARSE(app, argc, argv);
 
   troupe::config::source source;
@@ -48,5 +51,6 @@ int main(int argc, char** argv) {
     std::cout << cfg->describe();
     return 0;
   }
+  if (*migrate) return troupe::cli::migrate(*cfg);
   return troupe::cli::serve(*cfg, serve_options);
 }

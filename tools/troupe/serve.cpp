@@ -9,9 +9,9 @@
 #include <mutex>
 
 #include "actors/bookstore.hpp"
-#include "persistence/memory_event_store.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
+#include "runtime/store_factory.hpp"
 #include "tools/troupe/commands.hpp"
 
 namespace troupe::cli {
@@ -127,10 +127,17 @@ int serve(const config& cfg, const serve_options& options) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  log.get()->info("store: {} (PostgreSQL at {}, NATS at {} arrive with later parts)",
-                  cfg.string("store.kind"), redact_url(cfg.string("postgres.url")),
-                  cfg.string("nats.url"));
-  auto store = std::make_shared<memory_event_store>();
+  std::shared_ptr<event_store> store;
+  try {
+    store = make_event_store(cfg);
+  } catch (const std::exception& e) {
+    log->error("cannot open the event store: {}", e.what());
+    return 2;
+  }
+  if (cfg.string("store.kind") == "postgres")
+    log->info("event store: PostgreSQL at {}", redact_url(cfg.string("postgres.url")));
+  else
+    log->warn("event store: in memory; events are lost when the node stops");
   node n(cfg, store);
   n.register_aggregates<bookstore::bookstore_aggregates>();
   try {

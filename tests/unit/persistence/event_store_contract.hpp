@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -23,7 +26,28 @@ inline std::string factory_name(const ::testing::TestParamInfo<store_factory>& i
 
 class EventStoreContract : public ::testing::TestWithParam<store_factory> {
  protected:
-  void SetUp() override { store_ = GetParam().make(); }
+  void SetUp() override {
+    store_ = GetParam().make();
+    run_ = std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  }
+
+  /// A stream id unique to this run, so the suite can run against a
+  /// database that outlives it.
+  std::string s(std::string_view name) const { return "thing-" + std::string(name) + "-" + run_; }
+
+  static std::string event_id() {
+    // A fresh canonical UUID (version 4 layout) per event.
+    static std::atomic<std::uint64_t> counter{0};
+    auto n = counter.fetch_add(1) + 1;
+    auto t =
+        static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    char text[40];
+    std::snprintf(text, sizeof text, "%08x-%04x-4%03x-8%03x-%012llx",
+                  static_cast<unsigned>(t >> 32), static_cast<unsigned>((t >> 16) & 0xffff),
+                  static_cast<unsigned>(t & 0xfff), static_cast<unsigned>(n & 0xfff),
+                  static_cast<unsigned long long>(n & 0xffffffffffffULL));
+    return text;
+  }
 
   static append_request request(std::string stream, expected_version expected, int events,
                                 std::string command_id = "cmd") {
@@ -34,24 +58,24 @@ class EventStoreContract : public ::testing::TestWithParam<store_factory> {
     r.metadata.correlation_id = "corr";
     r.recorded_at = clock_type::now();
     for (int i = 0; i < events; ++i)
-      r.events.push_back(new_event{"evt-" + std::to_string(++next_event_), "thing_happened", 1,
-                                   "{\"n\":" + std::to_string(i) + "}"});
+      r.events.push_back(
+          new_event{event_id(), "thing_happened", 1, "{\"n\":" + std::to_string(i) + "}"});
     return r;
   }
 
   std::shared_ptr<event_store> store_;
-  static inline int next_event_ = 0;
+  std::string run_;
 };
 
 TEST_P(EventStoreContract, AppendAssignsConsecutiveVersionsAndPositions) {
-  auto a = sync::append(*store_, request("thing-a", expected_version::no_stream(), 2));
+  auto a = sync::append(*store_, request(s("a"), expected_version::no_stream(), 2));
   ASSERT_EQ(a.error, store_errc::ok) << a.message;
   EXPECT_EQ(a.first_version, stream_version{1});
   EXPECT_EQ(a.last_version, stream_version{2});
-  auto b = sync::append(*store_, request("thing-b", expected_version::any(), 1));
+  auto b = sync::append(*store_, request(s("b"), expected_version::any(), 1));
   ASSERT_EQ(b.error, store_errc::ok);
   EXPECT_EQ(b.last_position.value, a.last_position.value + 1);
-  auto read = sync::read_stream(*store_, "thing-a");
+  auto read = sync::read_stream(*store_, s("a"));
   ASSERT_EQ(read.events.size(), 2u);
   EXPECT_EQ(read.events[0].version, stream_version{1});
   EXPECT_EQ(read.events[1].version, stream_version{2});
@@ -62,17 +86,17 @@ TEST_P(EventStoreContract, AppendAssignsConsecutiveVersionsAndPositions) {
 }
 
 TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
-  ASSERT_EQ(sync::append(*store_, request("thing-c", expected_version::no_stream(), 1)).error,
+  ASSERT_EQ(sync::append(*store_, request(s("c"), expected_version::no_stream(), 1)).error,
             store_errc::ok);
-  auto again = sync::append(*store_, request("thing-c", expected_version::no_stream(), 1));
+  auto again = sync::append(*store_, request(s("c"), expected_version::no_stream(), 1));
   EXPECT_EQ(again.error, store_errc::version_conflict);
   EXPECT_EQ(again.actual_version, stream_version{1});
   auto stale =
-      sync::append(*store_, request("thing-c", expected_version::exact(stream_version{5}), 1));
+      sync::append(*store_, request(s("c"), expected_version::exact(stream_version{5}), 1));
   EXPECT_EQ(stale.error, store_errc::version_conflict);
-  EXPECT_EQ(sync::read_stream(*store_, "thing-c").events.size(), 1u);
+  EXPECT_EQ(sync::read_stream(*store_, s("c")).events.size(), 1u);
   auto right =
-      sync::append(*store_, request("thing-c", expected_version::exact(stream_version{1}), 1));
+      sync::append(*store_, request(s("c"), expected_version::exact(stream_version{1}), 1));
   EXPECT_EQ(right.error, store_errc::ok);
   EXPECT_EQ(right.last_version, stream_version{2});
 }
@@ -84,26 +108,27 @@ TEST_P(EventStoreContract, InvalidStreamIdIsRejectedBeforeStorage) {
 }
 
 TEST_P(EventStoreContract, ReadStreamFromVersionAndInPages) {
-  ASSERT_EQ(sync::append(*store_, request("thing-d", expected_version::any(), 5)).error,
+  ASSERT_EQ(sync::append(*store_, request(s("d"), expected_version::any(), 5)).error,
             store_errc::ok);
-  auto tail = sync::read_stream(*store_, "thing-d", stream_version{3}, 2);
+  auto tail = sync::read_stream(*store_, s("d"), stream_version{3}, 2);
   ASSERT_EQ(tail.events.size(), 2u);
   EXPECT_EQ(tail.events[0].version, stream_version{3});
   EXPECT_EQ(tail.events[1].version, stream_version{4});
-  EXPECT_TRUE(sync::read_stream(*store_, "thing-none").events.empty());
+  EXPECT_TRUE(sync::read_stream(*store_, s("none")).events.empty());
 }
 
 TEST_P(EventStoreContract, ReadAllReturnsTheGlobalOrder) {
-  auto before = sync::read_all(*store_);
-  auto start = before.events.empty() ? global_position{0} : before.events.back().position;
-  ASSERT_EQ(sync::append(*store_, request("thing-e", expected_version::any(), 2)).error,
-            store_errc::ok);
-  ASSERT_EQ(sync::append(*store_, request("thing-f", expected_version::any(), 1)).error,
+  auto first = sync::append(*store_, request(s("e"), expected_version::any(), 2));
+  ASSERT_EQ(first.error, store_errc::ok);
+  auto start = global_position{sync::read_stream(*store_, s("e")).events.at(0).position.value - 1};
+  ASSERT_EQ(sync::append(*store_, request(s("f"), expected_version::any(), 1)).error,
             store_errc::ok);
   auto all = sync::read_all(*store_, start);
   ASSERT_EQ(all.events.size(), 3u);
-  EXPECT_EQ(all.events[0].stream_id, "thing-e");
-  EXPECT_EQ(all.events[2].stream_id, "thing-f");
+  EXPECT_EQ(all.events[0].stream_id, s("e"));
+  EXPECT_EQ(all.events[1].stream_id, s("e"));
+  EXPECT_LT(all.events[0].position, all.events[1].position);
+  EXPECT_EQ(all.events[2].stream_id, s("f"));
   auto page = sync::read_all(*store_, all.events[0].position, 1);
   ASSERT_EQ(page.events.size(), 1u);
   EXPECT_EQ(page.events[0].position, all.events[1].position);
@@ -116,30 +141,43 @@ TEST_P(EventStoreContract, ConcurrentWritersToOneStreamNeverDoubleAVersion) {
   for (int w = 0; w < writers; ++w)
     threads.emplace_back([&] {
       for (int i = 0; i < attempts; ++i) {
-        auto current = sync::read_stream(*store_, "thing-g").events.size();
+        auto current = sync::read_stream(*store_, s("g")).events.size();
         auto r = sync::append(
-            *store_,
-            request("thing-g", expected_version::exact(stream_version{(int64_t)current}), 1));
+            *store_, request(s("g"), expected_version::exact(stream_version{(int64_t)current}), 1));
         if (r.error == store_errc::ok) ++accepted;
       }
     });
   for (auto& t : threads) t.join();
-  auto events = sync::read_stream(*store_, "thing-g").events;
+  auto events = sync::read_stream(*store_, s("g")).events;
   ASSERT_EQ(events.size(), static_cast<std::size_t>(accepted.load()));
   for (std::size_t i = 0; i < events.size(); ++i)
     EXPECT_EQ(events[i].version, stream_version{static_cast<std::int64_t>(i + 1)});
 }
 
+TEST_P(EventStoreContract, MalformedAppendsAreRejectedBeforeStorage) {
+  auto bad_json = request(s("i"), expected_version::any(), 1);
+  bad_json.events[0].data = "{\"n\":";
+  auto r = sync::append(*store_, bad_json);
+  EXPECT_EQ(r.error, store_errc::invalid_input);
+  EXPECT_NE(r.message.find("JSON"), std::string::npos) << r.message;
+  auto bad_id = request(s("i"), expected_version::any(), 1);
+  bad_id.events[0].event_id = "not-a-uuid";
+  EXPECT_EQ(sync::append(*store_, bad_id).error, store_errc::invalid_input);
+  auto empty = request(s("i"), expected_version::any(), 0);
+  EXPECT_EQ(sync::append(*store_, empty).error, store_errc::invalid_input);
+  EXPECT_TRUE(sync::read_stream(*store_, s("i")).events.empty());
+}
+
 TEST_P(EventStoreContract, SnapshotsKeepTheNewest) {
-  EXPECT_FALSE(sync::load_snapshot(*store_, "thing-h").snapshot.has_value());
-  ASSERT_EQ(sync::save_snapshot(*store_, {"thing-h", stream_version{10}, 1, "{\"a\":10}"}),
+  EXPECT_FALSE(sync::load_snapshot(*store_, s("h")).snapshot.has_value());
+  ASSERT_EQ(sync::save_snapshot(*store_, {s("h"), stream_version{10}, 1, "{\"a\":10}"}),
             store_errc::ok);
-  ASSERT_EQ(sync::save_snapshot(*store_, {"thing-h", stream_version{4}, 1, "{\"a\":4}"}),
+  ASSERT_EQ(sync::save_snapshot(*store_, {s("h"), stream_version{4}, 1, "{\"a\":4}"}),
             store_errc::ok);
-  auto s = sync::load_snapshot(*store_, "thing-h").snapshot;
-  ASSERT_TRUE(s.has_value());
-  EXPECT_EQ(s->version, stream_version{10});
-  EXPECT_EQ(s->state, "{\"a\":10}");
+  auto snapshot = sync::load_snapshot(*store_, s("h")).snapshot;
+  ASSERT_TRUE(snapshot.has_value());
+  EXPECT_EQ(snapshot->version, stream_version{10});
+  EXPECT_EQ(snapshot->state, "{\"a\":10}");
 }
 
 }  // namespace troupe::contract

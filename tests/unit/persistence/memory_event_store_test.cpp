@@ -15,7 +15,7 @@ TEST(MemoryEventStore, InjectedFailuresAreUnavailableThenRecover) {
   store.fail_next(1);
   append_request r;
   r.stream_id = "thing-x";
-  r.events.push_back({"e1", "thing_happened", 1, "{}"});
+  r.events.push_back({"0195f1b2-7c1e-7000-8000-000000000001", "thing_happened", 1, "{}"});
   EXPECT_EQ(sync::append(store, r).error, store_errc::unavailable);
   EXPECT_EQ(sync::append(store, r).error, store_errc::ok);
   EXPECT_EQ(store.event_count(), 1u);

@@ -1,0 +1,158 @@
+#include "persistence/postgres/migrations.hpp"
+
+#include <pqxx/pqxx>
+#include <stdexcept>
+
+namespace troupe::postgres {
+
+namespace {
+
+struct migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// Never edit a migration that has shipped: add a new one.
+const migration migrations[] = {
+    {1, "create events",
+     R"sql(
+CREATE TABLE troupe_events (
+  global_position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  stream_id text NOT NULL,
+  stream_version bigint NOT NULL CHECK (stream_version > 0),
+  event_id uuid NOT NULL,
+  event_type text NOT NULL,
+  schema_version int NOT NULL CHECK (schema_version > 0),
+  -- json, not jsonb: stored exactly as written and cheaper to insert; the
+  -- runtime decodes events itself.
+  data json NOT NULL,
+  metadata json NOT NULL,
+  recorded_at timestamptz NOT NULL,
+  -- The writing transaction: readers of the global order read only below
+  -- the oldest transaction still in flight (see troupe_append_events).
+  transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  CONSTRAINT troupe_events_stream_version_key UNIQUE (stream_id, stream_version),
+  CONSTRAINT troupe_events_event_id_key UNIQUE (event_id)
+);
+)sql"},
+    {2, "create snapshots, checkpoints and the views schema",
+     R"sql(
+CREATE TABLE troupe_snapshots (
+  stream_id text PRIMARY KEY,
+  stream_version bigint NOT NULL,
+  schema_version int NOT NULL,
+  state json NOT NULL,
+  written_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE troupe_checkpoints (
+  name text PRIMARY KEY,
+  position bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE SCHEMA IF NOT EXISTS troupe_views;
+)sql"},
+    {3, "create the batch append function",
+     R"sql(
+-- Appends one group-commit batch: rows of many commands, in order. A
+-- command's first row carries its expected version in p_expected; it is
+-- inserted only if the stream is exactly there (the previous version exists,
+-- the next does not: the unique key rejects a stale writer). Rows that
+-- cannot be inserted are skipped, not raised, so one command's conflict never
+-- fails its batch-mates; the caller compares returned rows per command.
+--
+-- Gap safety: the transaction id and the positions are taken under one
+-- advisory lock, so transaction-id order equals position order across
+-- writers, and a reader that only reads rows with transaction_id <
+-- pg_snapshot_xmin(pg_current_snapshot()) reads a prefix of the final order.
+-- The lock is released before commit, so commits (fsyncs) still overlap.
+CREATE FUNCTION troupe_append_events(
+    p_stream text[], p_version bigint[], p_expected bigint[], p_event_id uuid[],
+    p_type text[], p_schema int[], p_data text[], p_metadata text[],
+    p_recorded_micros bigint[])
+  RETURNS TABLE (r_event_id uuid, r_position bigint, r_version bigint)
+  LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_advisory_lock(7262700);
+  BEGIN
+    PERFORM pg_current_xact_id();
+    RETURN QUERY
+      INSERT INTO troupe_events AS e
+        (stream_id, stream_version, event_id, event_type, schema_version, data, metadata,
+         recorded_at)
+      SELECT i.s, i.v, i.id, i.t, i.sv, i.d::json, i.m::json, to_timestamp(i.r / 1e6)
+      FROM unnest(p_stream, p_version, p_expected, p_event_id, p_type, p_schema, p_data,
+                  p_metadata, p_recorded_micros) AS i(s, v, x, id, t, sv, d, m, r)
+      WHERE i.x <= 0
+         OR EXISTS (SELECT 1 FROM troupe_events p
+                    WHERE p.stream_id = i.s AND p.stream_version = i.x)
+      ON CONFLICT DO NOTHING
+      RETURNING e.event_id, e.global_position, e.stream_version;
+  EXCEPTION WHEN OTHERS THEN
+    PERFORM pg_advisory_unlock(7262700);
+    RAISE;
+  END;
+  PERFORM pg_advisory_unlock(7262700);
+END
+$fn$;
+)sql"},
+};
+
+constexpr long long migration_lock_key = 7262701;
+
+}  // namespace
+
+int latest_schema_version() { return std::size(migrations); }
+
+migration_report migrate(pqxx::connection& connection) {
+  migration_report report;
+  // Session lock: a second node starting at the same moment waits here, then
+  // finds the work done.
+  pqxx::nontransaction(connection)
+      .exec("SELECT pg_advisory_lock(" + std::to_string(migration_lock_key) + ")");
+  try {
+    pqxx::nontransaction(connection)
+        .exec(
+            "CREATE TABLE IF NOT EXISTS troupe_schema_migrations ("
+            " version int PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())");
+    {
+      pqxx::nontransaction tx(connection);
+      auto row = tx.exec1("SELECT coalesce(max(version), 0) FROM troupe_schema_migrations");
+      report.current_version = row[0].as<int>();
+    }
+    if (report.current_version > latest_schema_version())
+      throw std::runtime_error(
+          "database schema is at version " + std::to_string(report.current_version) +
+          ", newer than this build knows (" + std::to_string(latest_schema_version()) + ")");
+    for (const auto& m : migrations) {
+      if (m.version <= report.current_version) continue;
+      try {
+        pqxx::work tx(connection);
+        tx.exec(m.sql);
+        tx.exec_params("INSERT INTO troupe_schema_migrations (version, name) VALUES ($1, $2)",
+                       m.version, std::string(m.name));
+        tx.commit();
+      } catch (const std::exception& e) {
+        throw std::runtime_error("migration " + std::to_string(m.version) + " (" + m.name +
+                                 ") failed: " + e.what());
+      }
+      report.current_version = m.version;
+      report.applied.push_back(std::to_string(m.version) + " " + m.name);
+    }
+  } catch (...) {
+    pqxx::nontransaction(connection)
+        .exec("SELECT pg_advisory_unlock(" + std::to_string(migration_lock_key) + ")");
+    throw;
+  }
+  pqxx::nontransaction(connection)
+      .exec("SELECT pg_advisory_unlock(" + std::to_string(migration_lock_key) + ")");
+  return report;
+}
+
+migration_report migrate(const std::string& url) {
+  pqxx::connection connection(url);
+  return migrate(connection);
+}
+
+}  // namespace troupe::postgres

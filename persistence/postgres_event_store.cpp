@@ -1,0 +1,618 @@
+#include "persistence/postgres_event_store.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "persistence/postgres/migrations.hpp"
+#include "persistence/validation.hpp"
+
+namespace troupe {
+
+namespace {
+
+std::int64_t to_micros(clock_type::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+clock_type::time_point from_micros(std::int64_t micros) {
+  return clock_type::time_point{
+      std::chrono::duration_cast<clock_type::duration>(std::chrono::microseconds{micros})};
+}
+
+/// Builds a PostgreSQL array literal ('{"a","b"}') for a text parameter:
+/// libpqxx 6.4 cannot bind containers, so arrays travel as text and are cast
+/// server-side ($1::text[]).
+class array_literal {
+ public:
+  array_literal() { text_.push_back('{'); }
+  void quoted(std::string_view value) {
+    separator();
+    text_.push_back('"');
+    for (char c : value) {
+      if (c == '"' || c == '\\') text_.push_back('\\');
+      text_.push_back(c);
+    }
+    text_.push_back('"');
+  }
+  void number(std::int64_t value) {
+    separator();
+    text_ += std::to_string(value);
+  }
+  void raw(std::string_view value) {
+    separator();
+    text_ += value;
+  }
+  std::string finish() {
+    text_.push_back('}');
+    return std::move(text_);
+  }
+  void reserve(std::size_t n) { text_.reserve(n); }
+
+ private:
+  void separator() {
+    if (text_.size() > 1) text_.push_back(',');
+  }
+  std::string text_;
+};
+
+std::string metadata_json(const event_metadata& m) {
+  boost::json::object o;
+  o["command_id"] = m.command_id;
+  o["correlation_id"] = m.correlation_id;
+  o["causation_id"] = m.causation_id;
+  o["traceparent"] = m.traceparent;
+  o["node_id"] = m.node_id;
+  return boost::json::serialize(o);
+}
+
+std::string with_connect_timeout(const std::string& url) {
+  if (url.find("connect_timeout") != std::string::npos) return url;
+  auto scheme = url.find("://");
+  if (scheme == std::string::npos) return url + " connect_timeout=5";  // key=value form
+  return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
+}
+
+const char* const event_columns =
+    "global_position, stream_version, event_id::text, event_type, schema_version, data::text, "
+    "metadata->>'command_id', metadata->>'correlation_id', metadata->>'causation_id', "
+    "metadata->>'traceparent', metadata->>'node_id', "
+    "(extract(epoch from recorded_at) * 1000000)::bigint, stream_id";
+
+recorded_event event_from_row(const pqxx::row& row) {
+  recorded_event e;
+  e.position = global_position{row[0].as<std::int64_t>()};
+  e.version = stream_version{row[1].as<std::int64_t>()};
+  e.event_id = row[2].as<std::string>();
+  e.type = row[3].as<std::string>();
+  e.schema_version = row[4].as<int>();
+  e.data = row[5].as<std::string>();
+  e.metadata.command_id = row[6].as<std::string>(std::string());
+  e.metadata.correlation_id = row[7].as<std::string>(std::string());
+  e.metadata.causation_id = row[8].as<std::string>(std::string());
+  e.metadata.traceparent = row[9].as<std::string>(std::string());
+  e.metadata.node_id = row[10].as<std::string>(std::string());
+  e.recorded_at = from_micros(row[11].as<std::int64_t>());
+  e.stream_id = row[12].as<std::string>();
+  return e;
+}
+
+void prepare_statements(pqxx::connection& c) {
+  c.prepare("troupe_append",
+            "SELECT r_event_id::text, r_position, r_version FROM troupe_append_events("
+            "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
+            "$7::text[], $8::text[], $9::bigint[])");
+  c.prepare("troupe_versions",
+            "SELECT s, coalesce((SELECT max(stream_version) FROM troupe_events e "
+            "WHERE e.stream_id = s), 0) FROM unnest($1::text[]) AS s");
+  c.prepare("troupe_delete_events", "DELETE FROM troupe_events WHERE event_id = ANY($1::uuid[])");
+  c.prepare("troupe_read_stream", std::string("SELECT ") + event_columns +
+                                      " FROM troupe_events WHERE stream_id = $1 AND "
+                                      "stream_version >= $2 ORDER BY stream_version LIMIT $3");
+  // Gap-safe: only rows of transactions older than every transaction still
+  // in flight (see migration 3 for why that is a prefix of the order).
+  c.prepare("troupe_read_all",
+            std::string("SELECT ") + event_columns +
+                " FROM troupe_events WHERE global_position > $1 AND transaction_id < "
+                "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY global_position LIMIT $2");
+  c.prepare("troupe_load_snapshot",
+            "SELECT stream_version, schema_version, state::text FROM troupe_snapshots "
+            "WHERE stream_id = $1");
+  c.prepare("troupe_save_snapshot",
+            "INSERT INTO troupe_snapshots AS s (stream_id, stream_version, schema_version, "
+            "state, written_at) VALUES ($1, $2, $3, $4::json, now()) ON CONFLICT (stream_id) "
+            "DO UPDATE SET stream_version = excluded.stream_version, schema_version = "
+            "excluded.schema_version, state = excluded.state, written_at = now() "
+            "WHERE s.stream_version < excluded.stream_version");
+}
+
+std::unique_ptr<pqxx::connection> open_connection(const std::string& url) {
+  auto c = std::make_unique<pqxx::connection>(with_connect_timeout(url));
+  prepare_statements(*c);
+  return c;
+}
+
+/// libpq messages can quote the connection string; keep passwords out of logs.
+std::string clean_message(std::string message) {
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  auto pos = message.find("password=");
+  if (pos != std::string::npos) message = message.substr(0, pos) + "password=***";
+  return message;
+}
+
+struct pending_append {
+  append_request request;
+  event_store::append_callback done;
+  append_result result;
+};
+
+struct read_job {
+  std::function<void(pqxx::connection&)> run;
+  std::function<void(store_errc, std::string)> fail;
+};
+
+}  // namespace
+
+struct postgres_event_store::impl {
+  postgres_store_options options;
+  std::shared_ptr<spdlog::logger> log;
+
+  std::mutex append_mutex;
+  std::condition_variable append_ready;
+  std::deque<pending_append> appends;
+
+  std::mutex read_mutex;
+  std::condition_variable read_ready;
+  std::deque<read_job> reads;
+
+  bool stopping = false;  // guarded by both mutexes (set under each)
+  std::vector<std::thread> threads;
+
+  std::atomic<std::int64_t> batches{0}, batched_commands{0}, appended_events{0}, conflicts{0},
+      rejected_inputs{0}, connection_failures{0};
+
+  // -- writers ------------------------------------------------------------
+
+  /// Takes the next batch: at most one command per stream (a later command
+  /// of the same stream may depend on the earlier one's rows, which the
+  /// batch's single statement would not see), up to the size limit.
+  void take_batch(std::vector<pending_append>& batch) {
+    std::unordered_set<std::string_view> streams;
+    std::deque<pending_append> deferred;
+    while (!appends.empty() && batch.size() < options.batch_max_commands) {
+      auto& next = appends.front();
+      if (streams.contains(next.request.stream_id)) {
+        deferred.push_back(std::move(next));
+      } else {
+        batch.push_back(std::move(next));
+        streams.insert(batch.back().request.stream_id);
+      }
+      appends.pop_front();
+    }
+    while (!deferred.empty()) {
+      appends.push_front(std::move(deferred.back()));
+      deferred.pop_back();
+    }
+  }
+
+  void fail_all(std::vector<pending_append>& batch, store_errc error, const std::string& message) {
+    for (auto& p : batch) {
+      p.result = append_result{};
+      p.result.error = error;
+      p.result.message = message;
+    }
+  }
+
+  static void deliver(std::vector<pending_append>& batch) {
+    for (auto& p : batch) p.done(std::move(p.result));
+    batch.clear();
+  }
+
+  /// One transaction for the whole batch; fills each command's result.
+  /// Throws pqxx::broken_connection (outcome unknown) and pqxx::sql_error.
+  void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+    pqxx::work tx(conn);
+    std::vector<std::int64_t> base(batch.size(), 0);
+    {
+      // `any` needs the stream's current version (read in this transaction).
+      array_literal any_streams;
+      bool has_any = false;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& expected = batch[i].request.expected;
+        if (expected.which() == expected_version::kind::any) {
+          any_streams.quoted(batch[i].request.stream_id);
+          has_any = true;
+        } else {
+          base[i] = expected.version().value;
+        }
+      }
+      if (has_any) {
+        std::unordered_map<std::string, std::int64_t> current;
+        for (const auto& row : tx.exec_prepared("troupe_versions", any_streams.finish()))
+          current[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+        for (std::size_t i = 0; i < batch.size(); ++i)
+          if (batch[i].request.expected.which() == expected_version::kind::any)
+            base[i] = current[batch[i].request.stream_id];
+      }
+    }
+
+    array_literal streams, versions, expected, ids, types, schemas, data, metadata, recorded;
+    std::size_t data_bytes = 0;
+    for (const auto& p : batch)
+      for (const auto& e : p.request.events) data_bytes += e.data.size() + 16;
+    data.reserve(data_bytes + data_bytes / 8);
+    std::unordered_map<std::string_view, std::size_t> command_of_event;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& r = batch[i].request;
+      auto meta = metadata_json(r.metadata);
+      auto micros = to_micros(r.recorded_at);
+      std::int64_t k = 0;
+      for (auto& e : r.events) {
+        streams.quoted(r.stream_id);
+        versions.number(base[i] + k + 1);
+        expected.number(k == 0 ? base[i] : -1);
+        ids.raw(e.event_id);
+        types.quoted(e.type);
+        schemas.number(e.schema_version);
+        data.quoted(e.data);
+        metadata.quoted(meta);
+        recorded.number(micros);
+        command_of_event.emplace(e.event_id, i);
+        ++k;
+      }
+    }
+    auto rows = tx.exec_prepared("troupe_append", streams.finish(), versions.finish(),
+                                 expected.finish(), ids.finish(), types.finish(), schemas.finish(),
+                                 data.finish(), metadata.finish(), recorded.finish());
+
+    std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
+    for (const auto& row : rows) {
+      auto id = row[0].as<std::string>();
+      auto it = command_of_event.find(id);
+      if (it == command_of_event.end()) continue;
+      ++inserted[it->second];
+      last_position[it->second] = std::max(last_position[it->second], row[1].as<std::int64_t>());
+    }
+
+    // Commands with missing rows fail as a whole: remove what they did write
+    // (invisible to others until commit) and find out why.
+    array_literal partial_ids, failed_streams;
+    bool has_partial = false, has_failed = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto n = static_cast<std::int64_t>(batch[i].request.events.size());
+      if (inserted[i] == n) continue;
+      has_failed = true;
+      failed_streams.quoted(batch[i].request.stream_id);
+      if (inserted[i] > 0) {
+        has_partial = true;
+        for (const auto& e : batch[i].request.events) partial_ids.raw(e.event_id);
+      }
+    }
+    std::unordered_map<std::string, std::int64_t> actual;
+    if (has_partial) tx.exec_prepared("troupe_delete_events", partial_ids.finish());
+    if (has_failed)
+      for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
+        actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    tx.commit();
+
+    std::int64_t events = 0, conflicted = 0, rejected = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& p = batch[i];
+      auto n = static_cast<std::int64_t>(p.request.events.size());
+      p.result = append_result{};
+      if (inserted[i] == n) {
+        p.result.first_version = stream_version{base[i] + 1};
+        p.result.last_version = stream_version{base[i] + n};
+        p.result.actual_version = p.result.last_version;
+        p.result.last_position = global_position{last_position[i]};
+        events += n;
+        continue;
+      }
+      auto now = actual[p.request.stream_id];
+      p.result.actual_version = stream_version{now};
+      if (now != base[i]) {
+        p.result.error = store_errc::version_conflict;
+        p.result.message = "stream " + p.request.stream_id + " is at version " +
+                           std::to_string(now) + ", expected " + std::to_string(base[i]);
+        ++conflicted;
+      } else {
+        p.result.error = store_errc::invalid_input;
+        p.result.message = "an event id of this append already exists in the store";
+        ++rejected;
+      }
+    }
+    batches.fetch_add(1, std::memory_order_relaxed);
+    batched_commands.fetch_add(static_cast<std::int64_t>(batch.size()), std::memory_order_relaxed);
+    appended_events.fetch_add(events, std::memory_order_relaxed);
+    conflicts.fetch_add(conflicted, std::memory_order_relaxed);
+    rejected_inputs.fetch_add(rejected, std::memory_order_relaxed);
+  }
+
+  void writer_loop() {
+    std::unique_ptr<pqxx::connection> conn;
+    std::vector<pending_append> batch;
+    batch.reserve(options.batch_max_commands);
+    while (true) {
+      {
+        std::unique_lock lock{append_mutex};
+        append_ready.wait(lock, [&] { return stopping || !appends.empty(); });
+        if (appends.empty()) return;  // stopping and drained
+        if (options.batch_linger.count() > 0 && appends.size() < options.batch_max_commands &&
+            !stopping)
+          append_ready.wait_for(lock, options.batch_linger, [&] {
+            return stopping || appends.size() >= options.batch_max_commands;
+          });
+        take_batch(batch);
+      }
+      if (!conn) {
+        try {
+          conn = open_connection(options.url);
+        } catch (const std::exception& e) {
+          connection_failures.fetch_add(1, std::memory_order_relaxed);
+          auto message = "PostgreSQL unreachable: " + clean_message(e.what());
+          log->warn("event store writer: {}", message);
+          // Everything waiting would meet the same fate: answer it now
+          // rather than let callers wait out the reconnect attempts.
+          {
+            std::lock_guard lock{append_mutex};
+            while (!appends.empty()) {
+              batch.push_back(std::move(appends.front()));
+              appends.pop_front();
+            }
+          }
+          fail_all(batch, store_errc::unavailable, message);
+          deliver(batch);
+          std::this_thread::sleep_for(options.reconnect_backoff);
+          continue;
+        }
+      }
+      try {
+        run_batch(*conn, batch);
+      } catch (const pqxx::broken_connection& e) {
+        conn.reset();
+        connection_failures.fetch_add(1, std::memory_order_relaxed);
+        log->warn("event store writer lost its connection: {}", clean_message(e.what()));
+        fail_all(batch, store_errc::unavailable,
+                 "connection to PostgreSQL lost during the append; its outcome is unknown");
+      } catch (const pqxx::in_doubt_error& e) {
+        conn.reset();
+        fail_all(batch, store_errc::unavailable,
+                 "connection lost during commit; the append's outcome is unknown");
+      } catch (const std::exception& e) {
+        // A row the database refused (validation should have caught it):
+        // isolate it so only its own command fails.
+        log->warn("batch of {} failed ({}); retrying its commands one by one", batch.size(),
+                  clean_message(e.what()));
+        run_one_by_one(conn, batch);
+      }
+      deliver(batch);
+    }
+  }
+
+  void run_one_by_one(std::unique_ptr<pqxx::connection>& conn, std::vector<pending_append>& batch) {
+    for (auto& p : batch) {
+      std::vector<pending_append> single;
+      single.push_back(std::move(p));
+      try {
+        if (!conn) throw pqxx::broken_connection("not connected");
+        run_batch(*conn, single);
+      } catch (const pqxx::broken_connection&) {
+        conn.reset();
+        fail_all(single, store_errc::unavailable,
+                 "connection to PostgreSQL lost during the append; its outcome is unknown");
+      } catch (const std::exception& e) {
+        rejected_inputs.fetch_add(1, std::memory_order_relaxed);
+        fail_all(single, store_errc::invalid_input,
+                 "PostgreSQL refused the append: " + clean_message(e.what()));
+      }
+      p = std::move(single.front());
+    }
+  }
+
+  // -- readers ------------------------------------------------------------
+
+  void reader_loop() {
+    std::unique_ptr<pqxx::connection> conn;
+    while (true) {
+      read_job job;
+      {
+        std::unique_lock lock{read_mutex};
+        read_ready.wait(lock, [&] { return stopping || !reads.empty(); });
+        if (reads.empty()) return;
+        job = std::move(reads.front());
+        reads.pop_front();
+      }
+      try {
+        if (!conn) conn = open_connection(options.url);
+        job.run(*conn);
+      } catch (const pqxx::broken_connection& e) {
+        conn.reset();
+        connection_failures.fetch_add(1, std::memory_order_relaxed);
+        job.fail(store_errc::unavailable, "PostgreSQL unreachable: " + clean_message(e.what()));
+      } catch (const std::exception& e) {
+        if (conn && !conn->is_open()) conn.reset();
+        job.fail(store_errc::unavailable, "PostgreSQL read failed: " + clean_message(e.what()));
+      }
+    }
+  }
+
+  void submit_read(read_job job) {
+    {
+      std::lock_guard lock{read_mutex};
+      if (!stopping && reads.size() < options.max_queued_reads) {
+        reads.push_back(std::move(job));
+        read_ready.notify_one();
+        return;
+      }
+    }
+    job.fail(store_errc::overloaded, "event store read queue is full");
+  }
+};
+
+postgres_event_store::postgres_event_store(postgres_store_options options) : impl_(new impl) {
+  auto& im = *impl_;
+  im.options = std::move(options);
+  im.log = im.options.log ? im.options.log : spdlog::default_logger();
+  if (im.options.writer_connections == 0 || im.options.reader_connections == 0 ||
+      im.options.batch_max_commands == 0)
+    throw std::invalid_argument("postgres store: connection and batch counts must be >= 1");
+  try {
+    pqxx::connection conn(with_connect_timeout(im.options.url));
+    auto report = postgres::migrate(conn);
+    for (const auto& applied : report.applied)
+      im.log->info("schema migration applied: {}", applied);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot prepare the PostgreSQL event store: " +
+                             clean_message(e.what()));
+  }
+  for (std::size_t i = 0; i < im.options.writer_connections; ++i)
+    im.threads.emplace_back([&im] { im.writer_loop(); });
+  for (std::size_t i = 0; i < im.options.reader_connections; ++i)
+    im.threads.emplace_back([&im] { im.reader_loop(); });
+}
+
+postgres_event_store::~postgres_event_store() { stop(); }
+
+void postgres_event_store::stop() {
+  auto& im = *impl_;
+  {
+    std::scoped_lock lock{im.append_mutex, im.read_mutex};
+    if (im.stopping) return;
+    im.stopping = true;
+  }
+  im.append_ready.notify_all();
+  im.read_ready.notify_all();
+  for (auto& t : im.threads) t.join();
+}
+
+void postgres_event_store::append(append_request request, append_callback done) {
+  auto& im = *impl_;
+  if (auto problem = validate_append(request, im.options.max_event_bytes)) {
+    im.rejected_inputs.fetch_add(1, std::memory_order_relaxed);
+    append_result r;
+    r.error = store_errc::invalid_input;
+    r.message = *problem;
+    done(std::move(r));
+    return;
+  }
+  for (auto& e : request.events) normalise_uuid(e.event_id);
+  {
+    std::lock_guard lock{im.append_mutex};
+    if (!im.stopping && im.appends.size() < im.options.max_queued_appends) {
+      im.appends.push_back(pending_append{std::move(request), std::move(done), {}});
+      im.append_ready.notify_one();
+      return;
+    }
+  }
+  append_result r;
+  r.error = store_errc::overloaded;
+  r.message = "event store append queue is full";
+  done(std::move(r));
+}
+
+void postgres_event_store::read_stream(std::string stream_id, stream_version from,
+                                       std::size_t max_count, read_callback done) {
+  auto shared_done = std::make_shared<read_callback>(std::move(done));
+  impl_->submit_read(read_job{
+      [stream_id = std::move(stream_id), from, max_count, shared_done](pqxx::connection& c) {
+        read_result result;
+        {
+          pqxx::nontransaction tx(c);  // one statement: no BEGIN/COMMIT round trips
+          auto rows = tx.exec_prepared(
+              "troupe_read_stream", stream_id, from.value,
+              static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX)));
+          result.events.reserve(rows.size());
+          for (const auto& row : rows) result.events.push_back(event_from_row(row));
+        }
+        (*shared_done)(std::move(result));
+      },
+      [shared_done](store_errc e, std::string m) {
+        (*shared_done)(read_result{e, m, {}});
+      }});
+}
+
+void postgres_event_store::read_all(global_position after, std::size_t max_count,
+                                    read_callback done) {
+  auto shared_done = std::make_shared<read_callback>(std::move(done));
+  impl_->submit_read(
+      read_job{[after, max_count, shared_done](pqxx::connection& c) {
+                 read_result result;
+                 {
+                   pqxx::nontransaction tx(c);  // one statement: no BEGIN/COMMIT round trips
+                   auto rows = tx.exec_prepared(
+                       "troupe_read_all", after.value,
+                       static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX)));
+                   result.events.reserve(rows.size());
+                   for (const auto& row : rows) result.events.push_back(event_from_row(row));
+                 }
+                 (*shared_done)(std::move(result));
+               },
+               [shared_done](store_errc e, std::string m) {
+                 (*shared_done)(read_result{e, m, {}});
+               }});
+}
+
+void postgres_event_store::load_snapshot(std::string stream_id, snapshot_callback done) {
+  auto shared_done = std::make_shared<snapshot_callback>(std::move(done));
+  impl_->submit_read(
+      read_job{[stream_id = std::move(stream_id), shared_done](pqxx::connection& c) {
+                 snapshot_result result;
+                 {
+                   pqxx::nontransaction tx(c);  // one statement: no BEGIN/COMMIT round trips
+                   auto rows = tx.exec_prepared("troupe_load_snapshot", stream_id);
+                   if (!rows.empty())
+                     result.snapshot =
+                         snapshot_record{stream_id, stream_version{rows[0][0].as<std::int64_t>()},
+                                         rows[0][1].as<int>(), rows[0][2].as<std::string>()};
+                 }
+                 (*shared_done)(std::move(result));
+               },
+               [shared_done](store_errc e, std::string m) {
+                 (*shared_done)(snapshot_result{e, m, std::nullopt});
+               }});
+}
+
+void postgres_event_store::save_snapshot(snapshot_record snapshot, done_callback done) {
+  if (auto problem = validate_stream_id(snapshot.stream_id)) {
+    done(store_errc::invalid_input, *problem);
+    return;
+  }
+  auto shared_done = std::make_shared<done_callback>(std::move(done));
+  impl_->submit_read(read_job{
+      [snapshot = std::move(snapshot), shared_done](pqxx::connection& c) {
+        {
+          pqxx::work tx(c);
+          tx.exec_prepared("troupe_save_snapshot", snapshot.stream_id, snapshot.version.value,
+                           snapshot.schema_version, snapshot.state);
+          tx.commit();
+        }
+        (*shared_done)(store_errc::ok, std::string());
+      },
+      [shared_done](store_errc e, std::string m) { (*shared_done)(e, std::move(m)); }});
+}
+
+postgres_store_stats postgres_event_store::stats() const {
+  const auto& im = *impl_;
+  postgres_store_stats s;
+  s.batches = im.batches.load(std::memory_order_relaxed);
+  s.batched_commands = im.batched_commands.load(std::memory_order_relaxed);
+  s.appended_events = im.appended_events.load(std::memory_order_relaxed);
+  s.conflicts = im.conflicts.load(std::memory_order_relaxed);
+  s.rejected_inputs = im.rejected_inputs.load(std::memory_order_relaxed);
+  s.connection_failures = im.connection_failures.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock{const_cast<impl&>(im).append_mutex};
+    s.queued_appends = static_cast<std::int64_t>(im.appends.size());
+  }
+  return s;
+}
+
+}  // namespace troupe
