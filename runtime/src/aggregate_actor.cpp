@@ -93,7 +93,12 @@ void stop_actor(aggregate_actor* self) {
 void fail_and_stop(aggregate_actor* self, command_status status, const std::string& code,
                    const std::string& message) {
   auto& st = self->state;
-  st.context->log->error("aggregate {} stopped: {}", st.stream_id, message);
+  // An unreachable store is logged by the store itself, once per attempt;
+  // every aggregate repeating it would flood the log during an outage.
+  if (status == command_status::unavailable || status == command_status::overloaded)
+    st.context->log->debug("aggregate {} stopped: {}", st.stream_id, message);
+  else
+    st.context->log->error("aggregate {} stopped: {}", st.stream_id, message);
   while (!st.queue.empty()) {
     st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
     st.queue.front().complete(make_failure(status, code, message));
