@@ -20,11 +20,11 @@ inline double median(std::vector<double> values) {
 inline void print_result(std::string_view name, double value, std::string_view unit,
                          double limit = 0) {
   if (limit > 0)
-    std::printf("RESULT %.*s value=%.0f unit=%.*s limit=%.0f ratio=%.3f\n",
+    std::printf("RESULT %.*s value=%.6g unit=%.*s limit=%.6g ratio=%.3f\n",
                 static_cast<int>(name.size()), name.data(), value, static_cast<int>(unit.size()),
                 unit.data(), limit, value / limit);
   else
-    std::printf("RESULT %.*s value=%.0f unit=%.*s\n", static_cast<int>(name.size()), name.data(),
+    std::printf("RESULT %.*s value=%.6g unit=%.*s\n", static_cast<int>(name.size()), name.data(),
                 value, static_cast<int>(unit.size()), unit.data());
   std::fflush(stdout);
 }

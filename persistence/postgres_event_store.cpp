@@ -107,9 +107,11 @@ recorded_event event_from_row(const pqxx::row& row) {
 
 void prepare_statements(pqxx::connection& c) {
   c.prepare("troupe_append",
-            "SELECT r_event_id::text, r_position, r_version FROM troupe_append_events("
+            "SELECT first_position, inserted FROM troupe_append_events("
             "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
-            "$7::text[], $8::text[], $9::bigint[])");
+            "$7::text[], $8::text[], $9::bigint[], $10::boolean)");
+  c.prepare("troupe_inserted_ids",
+            "SELECT event_id::text FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
   c.prepare("troupe_versions",
             "SELECT s, coalesce((SELECT max(stream_version) FROM troupe_events e "
             "WHERE e.stream_id = s), 0) FROM unnest($1::text[]) AS s");
@@ -177,7 +179,15 @@ struct postgres_event_store::impl {
   std::vector<std::thread> threads;
 
   std::atomic<std::int64_t> batches{0}, batched_commands{0}, appended_events{0}, conflicts{0},
-      rejected_inputs{0}, connection_failures{0};
+      rejected_inputs{0}, connection_failures{0}, build_us{0}, execute_us{0}, commit_us{0},
+      deliver_us{0};
+
+  static std::int64_t micros_since(std::chrono::steady_clock::time_point& mark) {
+    auto now = std::chrono::steady_clock::now();
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - mark).count();
+    mark = now;
+    return us;
+  }
 
   // -- writers ------------------------------------------------------------
 
@@ -219,6 +229,17 @@ struct postgres_event_store::impl {
   /// One transaction for the whole batch; fills each command's result.
   /// Throws pqxx::broken_connection (outcome unknown) and pqxx::sql_error.
   void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+    try {
+      run_batch(conn, batch, /*skip_conflicts=*/false);
+    } catch (const pqxx::unique_violation&) {
+      // A stale writer in the batch: redo it the careful way, where its
+      // rows are skipped and only its command fails.
+      run_batch(conn, batch, /*skip_conflicts=*/true);
+    }
+  }
+
+  void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch, bool skip_conflicts) {
+    auto mark = std::chrono::steady_clock::now();
     pqxx::work tx(conn);
     std::vector<std::int64_t> base(batch.size(), 0);
     {
@@ -249,7 +270,7 @@ struct postgres_event_store::impl {
     for (const auto& p : batch)
       for (const auto& e : p.request.events) data_bytes += e.data.size() + 16;
     data.reserve(data_bytes + data_bytes / 8);
-    std::unordered_map<std::string_view, std::size_t> command_of_event;
+    std::size_t total_rows = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& r = batch[i].request;
       auto meta = metadata_json(r.metadata);
@@ -265,21 +286,43 @@ struct postgres_event_store::impl {
         data.quoted(e.data);
         metadata.quoted(meta);
         recorded.number(micros);
-        command_of_event.emplace(e.event_id, i);
         ++k;
+        ++total_rows;
       }
     }
-    auto rows = tx.exec_prepared("troupe_append", streams.finish(), versions.finish(),
-                                 expected.finish(), ids.finish(), types.finish(), schemas.finish(),
-                                 data.finish(), metadata.finish(), recorded.finish());
+    build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+    auto outcome = tx.exec_prepared1("troupe_append", streams.finish(), versions.finish(),
+                                     expected.finish(), ids.finish(), types.finish(),
+                                     schemas.finish(), data.finish(), metadata.finish(),
+                                     recorded.finish(), skip_conflicts);
+    auto first_position = outcome[0].as<std::int64_t>();
+    auto inserted_rows = outcome[1].as<std::int64_t>();
 
+    // Row k of the batch holds position first_position + k whether or not
+    // it went in. Only when some did not is it worth asking which.
     std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
-    for (const auto& row : rows) {
-      auto id = row[0].as<std::string>();
-      auto it = command_of_event.find(id);
-      if (it == command_of_event.end()) continue;
-      ++inserted[it->second];
-      last_position[it->second] = std::max(last_position[it->second], row[1].as<std::int64_t>());
+    if (inserted_rows == static_cast<std::int64_t>(total_rows)) {
+      std::int64_t position = first_position;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        position += static_cast<std::int64_t>(batch[i].request.events.size());
+        inserted[i] = static_cast<std::int64_t>(batch[i].request.events.size());
+        last_position[i] = position - 1;
+      }
+    } else {
+      std::unordered_set<std::string> present;
+      for (const auto& row :
+           tx.exec_prepared("troupe_inserted_ids", first_position,
+                            first_position + static_cast<std::int64_t>(total_rows) - 1))
+        present.insert(row[0].as<std::string>());
+      std::int64_t position = first_position;
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        for (const auto& e : batch[i].request.events) {
+          if (present.contains(e.event_id)) {
+            ++inserted[i];
+            last_position[i] = position;
+          }
+          ++position;
+        }
     }
 
     // Commands with missing rows fail as a whole: remove what they did write
@@ -301,7 +344,9 @@ struct postgres_event_store::impl {
     if (has_failed)
       for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
         actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
     tx.commit();
+    commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
 
     std::int64_t events = 0, conflicted = 0, rejected = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -393,7 +438,9 @@ struct postgres_event_store::impl {
                   clean_message(e.what()));
         run_one_by_one(conn, batch);
       }
+      auto mark = std::chrono::steady_clock::now();
       deliver(batch);
+      deliver_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
     }
   }
 
@@ -608,6 +655,10 @@ postgres_store_stats postgres_event_store::stats() const {
   s.conflicts = im.conflicts.load(std::memory_order_relaxed);
   s.rejected_inputs = im.rejected_inputs.load(std::memory_order_relaxed);
   s.connection_failures = im.connection_failures.load(std::memory_order_relaxed);
+  s.build_us = im.build_us.load(std::memory_order_relaxed);
+  s.execute_us = im.execute_us.load(std::memory_order_relaxed);
+  s.commit_us = im.commit_us.load(std::memory_order_relaxed);
+  s.deliver_us = im.deliver_us.load(std::memory_order_relaxed);
   {
     std::lock_guard lock{const_cast<impl&>(im).append_mutex};
     s.queued_appends = static_cast<std::int64_t>(im.appends.size());

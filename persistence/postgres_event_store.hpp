@@ -42,6 +42,11 @@ struct postgres_store_stats {
   std::int64_t rejected_inputs = 0;
   std::int64_t connection_failures = 0;
   std::int64_t queued_appends = 0;
+  // Where writer time goes, summed over batches (microseconds).
+  std::int64_t build_us = 0;    // validating done; building the statement
+  std::int64_t execute_us = 0;  // BEGIN + the append function
+  std::int64_t commit_us = 0;   // COMMIT (the fsync)
+  std::int64_t deliver_us = 0;  // callbacks
 };
 
 class postgres_event_store final : public event_store {

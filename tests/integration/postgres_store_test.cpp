@@ -70,8 +70,9 @@ TEST(PostgresStore, ReadersNeverPassATransactionThatCommitsLate) {
   auto late_position =
       slow_tx
           .exec1(
-              "INSERT INTO troupe_events (stream_id, stream_version, event_id, event_type, "
-              "schema_version, data, metadata, recorded_at) VALUES (" +
+              "INSERT INTO troupe_events (global_position, stream_id, stream_version, event_id, "
+              "event_type, schema_version, data, metadata, recorded_at) VALUES ("
+              "nextval('troupe_events_position_seq'), " +
               slow_tx.quote(late_stream) +
               ", 1, gen_random_uuid(), 'thing_happened', 1, '{}', '{}', now()) "
               "RETURNING global_position")[0]
