@@ -15,13 +15,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
-#include <functional>
-#include <optional>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -56,7 +56,9 @@ struct load_result {
   double p99_ms = 0;
 };
 
-std::string run_id() { return std::to_string(steady::now().time_since_epoch().count() % 1000000000); }
+std::string run_id() {
+  return std::to_string(steady::now().time_since_epoch().count() % 1000000000);
+}
 
 troupe::append_request make_append(const std::string& stream, std::int64_t version) {
   troupe::append_request r;
@@ -66,8 +68,8 @@ troupe::append_request make_append(const std::string& stream, std::int64_t versi
   r.metadata.command_id = troupe::new_uuid();
   r.metadata.correlation_id = r.metadata.command_id;
   r.metadata.node_id = "bench";
-  r.events.push_back(troupe::new_event{troupe::new_uuid(), "stock_added", 1,
-                                       R"({"book_id":"b","quantity":1})"});
+  r.events.push_back(
+      troupe::new_event{troupe::new_uuid(), "stock_added", 1, R"({"book_id":"b","quantity":1})"});
   return r;
 }
 
@@ -88,28 +90,27 @@ load_result closed_loop(troupe::postgres_event_store& store, int streams, double
   std::function<void(int)> next = [&](int s) {
     auto started = steady::now();
     auto version = versions[static_cast<std::size_t>(s)];
-    store.append(make_append(prefix + std::to_string(s), version),
-                 [&, s, started](troupe::append_result r) {
-                   if (r.error != troupe::store_errc::ok) {
-                     std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
-                     std::exit(1);
-                   }
-                   auto ms = std::chrono::duration<double, std::milli>(steady::now() - started)
-                                 .count();
-                   versions[static_cast<std::size_t>(s)] = r.last_version.value;
-                   {
-                     std::lock_guard lock{st.mutex};
-                     if (st.measuring) {
-                       st.latencies_ms.push_back(ms);
-                       ++st.counted;
-                     }
-                     if (st.stopping) {
-                       if (--st.running == 0) st.idle.notify_all();
-                       return;
-                     }
-                   }
-                   next(s);
-                 });
+    store.append(
+        make_append(prefix + std::to_string(s), version), [&, s, started](troupe::append_result r) {
+          if (r.error != troupe::store_errc::ok) {
+            std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
+            std::exit(1);
+          }
+          auto ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
+          versions[static_cast<std::size_t>(s)] = r.last_version.value;
+          {
+            std::lock_guard lock{st.mutex};
+            if (st.measuring) {
+              st.latencies_ms.push_back(ms);
+              ++st.counted;
+            }
+            if (st.stopping) {
+              if (--st.running == 0) st.idle.notify_all();
+              return;
+            }
+          }
+          next(s);
+        });
   };
   st.running = streams;
   for (int s = 0; s < streams; ++s) next(s);
@@ -187,7 +188,8 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
                  });
   };
   for (std::int64_t i = 0; i < total; ++i) {
-    auto due = start + std::chrono::duration_cast<steady::duration>(interval * static_cast<double>(i));
+    auto due =
+        start + std::chrono::duration_cast<steady::duration>(interval * static_cast<double>(i));
     std::this_thread::sleep_until(due);
     int s = static_cast<int>(i % streams);
     outstanding.fetch_add(1);
@@ -264,10 +266,10 @@ double copy_rate(double seconds) {
   std::int64_t batch = 0;
   while (std::chrono::duration<double>(steady::now() - started).count() < seconds) {
     pqxx::work tx(conn);
-    pqxx::stream_to copy(tx, "bench_raw_events",
-                         std::vector<std::string>{"stream_id", "stream_version", "event_id",
-                                                  "event_type", "schema_version", "data",
-                                                  "metadata", "recorded_at"});
+    pqxx::stream_to copy(
+        tx, "bench_raw_events",
+        std::vector<std::string>{"stream_id", "stream_version", "event_id", "event_type",
+                                 "schema_version", "data", "metadata", "recorded_at"});
     for (int i = 0; i < 10000; ++i)
       copy << std::make_tuple(prefix + std::to_string(batch) + "-" + std::to_string(i), 1,
                               troupe::new_uuid(), std::string("stock_added"), 1,
@@ -279,8 +281,7 @@ double copy_rate(double seconds) {
     rows += 10000;
     ++batch;
   }
-  return static_cast<double>(rows) /
-         std::chrono::duration<double>(steady::now() - started).count();
+  return static_cast<double>(rows) / std::chrono::duration<double>(steady::now() - started).count();
 }
 
 }  // namespace
@@ -293,6 +294,7 @@ int main(int argc, char** argv) {
   options.url = url();
   if (argc > 3) options.writer_connections = static_cast<std::size_t>(std::atoi(argv[3]));
   if (argc > 4) options.batch_max_commands = static_cast<std::size_t>(std::atoi(argv[4]));
+  if (argc > 5) options.batch_linger = std::chrono::microseconds{std::atoi(argv[5])};
   options.log = troupe::logger("store");
   troupe::postgres_event_store store(options);
   {
@@ -336,8 +338,8 @@ int main(int argc, char** argv) {
   std::printf("\nmedians of %d rounds of %.1f s (writers %zu, batch <= %zu commands):\n", rounds,
               seconds, options.writer_connections, options.batch_max_commands);
   for (int n : levels)
-    std::printf("  %4d streams: %8.0f events/s  p50 %6.2f ms  p99 %6.2f ms  (%.1f%% of limit)\n",
-                n, median(rate[n]), median(p50[n]), median(p99[n]),
+    std::printf("  %4d streams: %8.0f events/s  p50 %6.2f ms  p99 %6.2f ms  (%.1f%% of limit)\n", n,
+                median(rate[n]), median(p50[n]), median(p99[n]),
                 100 * median(rate[n]) / insert_limit);
   std::printf("  limit: batched server-built insert %.0f rows/s; COPY %.0f rows/s\n", insert_limit,
               copy);

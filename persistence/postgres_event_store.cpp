@@ -64,6 +64,23 @@ class array_literal {
   std::string text_;
 };
 
+/// timestamptz text in UTC with microseconds, for COPY.
+std::string timestamp_text(clock_type::time_point t) {
+  auto micros = to_micros(t);
+  auto seconds = static_cast<std::time_t>(micros / 1000000);
+  auto fraction = micros % 1000000;
+  if (fraction < 0) {
+    fraction += 1000000;
+    --seconds;
+  }
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[48];
+  auto n = std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof text - n, ".%06lld+00", static_cast<long long>(fraction));
+  return text;
+}
+
 std::string metadata_json(const event_metadata& m) {
   boost::json::object o;
   o["command_id"] = m.command_id;
@@ -109,7 +126,9 @@ void prepare_statements(pqxx::connection& c) {
   c.prepare("troupe_append",
             "SELECT first_position, inserted FROM troupe_append_events("
             "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
-            "$7::text[], $8::text[], $9::bigint[], $10::boolean)");
+            "$7::text[], $8::text[], $9::bigint[])");
+  c.prepare("troupe_reserve", "SELECT troupe_reserve_positions($1)");
+  c.prepare("troupe_missing_versions", "SELECT troupe_missing_versions($1::text[], $2::bigint[])");
   c.prepare("troupe_inserted_ids",
             "SELECT event_id::text FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
   c.prepare("troupe_versions",
@@ -226,128 +245,60 @@ struct postgres_event_store::impl {
     batch.clear();
   }
 
-  /// One transaction for the whole batch; fills each command's result.
+  /// Appends a batch; fills each command's result. Fast path: one COPY of
+  /// all rows after reserving their positions, then a check that every
+  /// command's expected version exists. A unique-key violation (a stale
+  /// writer, a duplicate event id) or a failed check aborts it, and the
+  /// batch is redone the careful way, where only the offenders fail.
   /// Throws pqxx::broken_connection (outcome unknown) and pqxx::sql_error.
   void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
     try {
-      run_batch(conn, batch, /*skip_conflicts=*/false);
+      if (copy_batch(conn, batch)) return;
     } catch (const pqxx::unique_violation&) {
-      // A stale writer in the batch: redo it the careful way, where its
-      // rows are skipped and only its command fails.
-      run_batch(conn, batch, /*skip_conflicts=*/true);
     }
+    careful_batch(conn, batch);
   }
 
-  void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch, bool skip_conflicts) {
-    auto mark = std::chrono::steady_clock::now();
-    pqxx::work tx(conn);
+  /// The version each command appends after: its expected version, or for
+  /// `any` the stream's current version read in this transaction.
+  static std::vector<std::int64_t> base_versions(pqxx::transaction_base& tx,
+                                                 const std::vector<pending_append>& batch) {
     std::vector<std::int64_t> base(batch.size(), 0);
-    {
-      // `any` needs the stream's current version (read in this transaction).
-      array_literal any_streams;
-      bool has_any = false;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const auto& expected = batch[i].request.expected;
-        if (expected.which() == expected_version::kind::any) {
-          any_streams.quoted(batch[i].request.stream_id);
-          has_any = true;
-        } else {
-          base[i] = expected.version().value;
-        }
-      }
-      if (has_any) {
-        std::unordered_map<std::string, std::int64_t> current;
-        for (const auto& row : tx.exec_prepared("troupe_versions", any_streams.finish()))
-          current[row[0].as<std::string>()] = row[1].as<std::int64_t>();
-        for (std::size_t i = 0; i < batch.size(); ++i)
-          if (batch[i].request.expected.which() == expected_version::kind::any)
-            base[i] = current[batch[i].request.stream_id];
-      }
-    }
-
-    array_literal streams, versions, expected, ids, types, schemas, data, metadata, recorded;
-    std::size_t data_bytes = 0;
-    for (const auto& p : batch)
-      for (const auto& e : p.request.events) data_bytes += e.data.size() + 16;
-    data.reserve(data_bytes + data_bytes / 8);
-    std::size_t total_rows = 0;
+    array_literal any_streams;
+    bool has_any = false;
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      auto& r = batch[i].request;
-      auto meta = metadata_json(r.metadata);
-      auto micros = to_micros(r.recorded_at);
-      std::int64_t k = 0;
-      for (auto& e : r.events) {
-        streams.quoted(r.stream_id);
-        versions.number(base[i] + k + 1);
-        expected.number(k == 0 ? base[i] : -1);
-        ids.raw(e.event_id);
-        types.quoted(e.type);
-        schemas.number(e.schema_version);
-        data.quoted(e.data);
-        metadata.quoted(meta);
-        recorded.number(micros);
-        ++k;
-        ++total_rows;
+      const auto& expected = batch[i].request.expected;
+      if (expected.which() == expected_version::kind::any) {
+        any_streams.quoted(batch[i].request.stream_id);
+        has_any = true;
+      } else {
+        base[i] = expected.version().value;
       }
     }
-    build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-    auto outcome = tx.exec_prepared1("troupe_append", streams.finish(), versions.finish(),
-                                     expected.finish(), ids.finish(), types.finish(),
-                                     schemas.finish(), data.finish(), metadata.finish(),
-                                     recorded.finish(), skip_conflicts);
-    auto first_position = outcome[0].as<std::int64_t>();
-    auto inserted_rows = outcome[1].as<std::int64_t>();
-
-    // Row k of the batch holds position first_position + k whether or not
-    // it went in. Only when some did not is it worth asking which.
-    std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
-    if (inserted_rows == static_cast<std::int64_t>(total_rows)) {
-      std::int64_t position = first_position;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        position += static_cast<std::int64_t>(batch[i].request.events.size());
-        inserted[i] = static_cast<std::int64_t>(batch[i].request.events.size());
-        last_position[i] = position - 1;
-      }
-    } else {
-      std::unordered_set<std::string> present;
-      for (const auto& row :
-           tx.exec_prepared("troupe_inserted_ids", first_position,
-                            first_position + static_cast<std::int64_t>(total_rows) - 1))
-        present.insert(row[0].as<std::string>());
-      std::int64_t position = first_position;
+    if (has_any) {
+      std::unordered_map<std::string, std::int64_t> current;
+      for (const auto& row : tx.exec_prepared("troupe_versions", any_streams.finish()))
+        current[row[0].as<std::string>()] = row[1].as<std::int64_t>();
       for (std::size_t i = 0; i < batch.size(); ++i)
-        for (const auto& e : batch[i].request.events) {
-          if (present.contains(e.event_id)) {
-            ++inserted[i];
-            last_position[i] = position;
-          }
-          ++position;
-        }
+        if (batch[i].request.expected.which() == expected_version::kind::any)
+          base[i] = current[batch[i].request.stream_id];
     }
+    return base;
+  }
 
-    // Commands with missing rows fail as a whole: remove what they did write
-    // (invisible to others until commit) and find out why.
-    array_literal partial_ids, failed_streams;
-    bool has_partial = false, has_failed = false;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      auto n = static_cast<std::int64_t>(batch[i].request.events.size());
-      if (inserted[i] == n) continue;
-      has_failed = true;
-      failed_streams.quoted(batch[i].request.stream_id);
-      if (inserted[i] > 0) {
-        has_partial = true;
-        for (const auto& e : batch[i].request.events) partial_ids.raw(e.event_id);
-      }
-    }
-    std::unordered_map<std::string, std::int64_t> actual;
-    if (has_partial) tx.exec_prepared("troupe_delete_events", partial_ids.finish());
-    if (has_failed)
-      for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
-        actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
-    execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-    tx.commit();
-    commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+  static std::size_t row_count(const std::vector<pending_append>& batch) {
+    std::size_t rows = 0;
+    for (const auto& p : batch) rows += p.request.events.size();
+    return rows;
+  }
 
+  /// Records success for every command whose `inserted` equals its event
+  /// count (rows hold consecutive positions from `first_position` in batch
+  /// order) and the reason for the others.
+  void finish_results(std::vector<pending_append>& batch, const std::vector<std::int64_t>& base,
+                      const std::vector<std::int64_t>& inserted,
+                      const std::vector<std::int64_t>& last_position,
+                      std::unordered_map<std::string, std::int64_t>& actual) {
     std::int64_t events = 0, conflicted = 0, rejected = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& p = batch[i];
@@ -379,6 +330,126 @@ struct postgres_event_store::impl {
     appended_events.fetch_add(events, std::memory_order_relaxed);
     conflicts.fetch_add(conflicted, std::memory_order_relaxed);
     rejected_inputs.fetch_add(rejected, std::memory_order_relaxed);
+  }
+
+  /// The fast path. Returns false (nothing written) when a command's
+  /// expected version is not in the store.
+  bool copy_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+    auto mark = std::chrono::steady_clock::now();
+    pqxx::work tx(conn);
+    auto base = base_versions(tx, batch);
+    auto rows = row_count(batch);
+    auto first_position =
+        tx.exec_prepared1("troupe_reserve", static_cast<std::int64_t>(rows))[0].as<std::int64_t>();
+    std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
+    array_literal guard_streams, guard_versions;
+    bool has_guard = false;
+    {
+      static const std::vector<std::string> columns{
+          "global_position", "stream_id", "stream_version", "event_id",   "event_type",
+          "schema_version",  "data",      "metadata",       "recorded_at"};
+      pqxx::stream_to copy(tx, "troupe_events", columns);
+      auto position = first_position;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& r = batch[i].request;
+        auto meta = metadata_json(r.metadata);
+        auto recorded = timestamp_text(r.recorded_at);
+        auto version = base[i];
+        for (const auto& e : r.events)
+          copy << std::forward_as_tuple(position++, r.stream_id, ++version, e.event_id, e.type,
+                                        e.schema_version, e.data, meta, recorded);
+        inserted[i] = static_cast<std::int64_t>(r.events.size());
+        last_position[i] = position - 1;
+        if (base[i] > 0) {
+          guard_streams.quoted(r.stream_id);
+          guard_versions.number(base[i]);
+          has_guard = true;
+        }
+      }
+      build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+      copy.complete();
+    }
+    // The unique key stops a stream from being written twice at a version;
+    // this stops a write that would leave a gap below it.
+    if (has_guard && tx.exec_prepared1("troupe_missing_versions", guard_streams.finish(),
+                                       guard_versions.finish())[0]
+                             .as<std::int64_t>() > 0)
+      return false;  // tx rolls back
+    execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+    tx.commit();
+    commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+    std::unordered_map<std::string, std::int64_t> none;
+    finish_results(batch, base, inserted, last_position, none);
+    return true;
+  }
+
+  /// The careful path: troupe_append_events skips rows that cannot go in;
+  /// commands missing rows are then removed whole and explained.
+  void careful_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+    pqxx::work tx(conn);
+    auto base = base_versions(tx, batch);
+    array_literal streams, versions, expected, ids, types, schemas, data, metadata, recorded;
+    auto total_rows = row_count(batch);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto& r = batch[i].request;
+      auto meta = metadata_json(r.metadata);
+      auto micros = to_micros(r.recorded_at);
+      std::int64_t k = 0;
+      for (auto& e : r.events) {
+        streams.quoted(r.stream_id);
+        versions.number(base[i] + k + 1);
+        expected.number(k == 0 ? base[i] : -1);
+        ids.raw(e.event_id);
+        types.quoted(e.type);
+        schemas.number(e.schema_version);
+        data.quoted(e.data);
+        metadata.quoted(meta);
+        recorded.number(micros);
+        ++k;
+      }
+    }
+    auto outcome = tx.exec_prepared1(
+        "troupe_append", streams.finish(), versions.finish(), expected.finish(), ids.finish(),
+        types.finish(), schemas.finish(), data.finish(), metadata.finish(), recorded.finish());
+    auto first_position = outcome[0].as<std::int64_t>();
+
+    std::unordered_set<std::string> present;
+    for (const auto& row :
+         tx.exec_prepared("troupe_inserted_ids", first_position,
+                          first_position + static_cast<std::int64_t>(total_rows) - 1))
+      present.insert(row[0].as<std::string>());
+    std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
+    auto position = first_position;
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      for (const auto& e : batch[i].request.events) {
+        if (present.contains(e.event_id)) {
+          ++inserted[i];
+          last_position[i] = position;
+        }
+        ++position;
+      }
+
+    // Commands with missing rows fail as a whole: remove what they did write
+    // (invisible to others until commit) and find out why.
+    array_literal partial_ids, failed_streams;
+    bool has_partial = false, has_failed = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      auto n = static_cast<std::int64_t>(batch[i].request.events.size());
+      if (inserted[i] == n) continue;
+      has_failed = true;
+      failed_streams.quoted(batch[i].request.stream_id);
+      if (inserted[i] > 0) {
+        has_partial = true;
+        for (const auto& e : batch[i].request.events) partial_ids.raw(e.event_id);
+      }
+    }
+    std::unordered_map<std::string, std::int64_t> actual;
+    if (has_partial) tx.exec_prepared("troupe_delete_events", partial_ids.finish());
+    if (has_failed)
+      for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
+        actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    tx.commit();
+    finish_results(batch, base, inserted, last_position, actual);
   }
 
   void writer_loop() {

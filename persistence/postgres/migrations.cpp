@@ -56,37 +56,17 @@ CREATE SCHEMA IF NOT EXISTS troupe_views;
 )sql"},
     {3, "create the batch append function",
      R"sql(
--- Appends one group-commit batch: rows of many commands, in order. A
--- command's first row carries its expected version in p_expected; it is
--- inserted only if the stream is exactly there (the previous version exists,
--- the next does not: the unique key rejects a stale writer). Rows that
--- would break a unique key are a rare event (a stale writer): the fast path
--- (p_skip_conflicts = false) lets the unique violation abort the batch, and
--- the caller retries it with p_skip_conflicts = true, where such rows are
--- skipped (ON CONFLICT DO NOTHING costs ~40% more per row), so one command's
--- conflict never fails its batch-mates. Returns the first reserved position
--- and how many rows went in; row k (1-based) was given position first + k - 1.
---
 -- Gap safety: the transaction id and a block of positions are taken together
 -- under an advisory lock, so transaction-id order equals position order
 -- across writers, and a reader that reads only rows with transaction_id <
 -- pg_snapshot_xmin(pg_current_snapshot()) reads a prefix of the final order.
 -- The lock covers only that reservation; inserts and commits of concurrent
--- batches run in parallel.
-CREATE FUNCTION troupe_append_events(
-    p_stream text[], p_version bigint[], p_expected bigint[], p_event_id uuid[],
-    p_type text[], p_schema int[], p_data text[], p_metadata text[],
-    p_recorded_micros bigint[], p_skip_conflicts boolean, OUT first_position bigint,
-    OUT inserted bigint)
-  LANGUAGE plpgsql
-  -- Plans are cached per connection. The version guard is a LIMIT 1 scalar
-  -- subquery, not EXISTS, because PostgreSQL may plan EXISTS as a hashed
-  -- subplan over the whole table when the table is small (as at start-up)
-  -- and keep that plan while the table grows. No sequential scans either.
-  SET enable_seqscan = off
-  AS $fn$
+-- batches run in parallel. Every writer of troupe_events must reserve its
+-- positions this way.
+CREATE FUNCTION troupe_reserve_positions(n bigint) RETURNS bigint
+  LANGUAGE plpgsql AS $fn$
 DECLARE
-  n bigint := cardinality(p_stream);
+  first_position bigint;
 BEGIN
   PERFORM pg_advisory_lock(7262700);
   BEGIN
@@ -100,31 +80,53 @@ BEGIN
     RAISE;
   END;
   PERFORM pg_advisory_unlock(7262700);
+  RETURN first_position;
+END
+$fn$;
 
-  IF p_skip_conflicts THEN
-    INSERT INTO troupe_events
-      (global_position, stream_id, stream_version, event_id, event_type, schema_version, data,
-       metadata, recorded_at)
-    SELECT first_position + i.k - 1, i.s, i.v, i.id, i.t, i.sv, i.d::json, i.m::json,
-           to_timestamp(i.r / 1e6)
-    FROM unnest(p_stream, p_version, p_expected, p_event_id, p_type, p_schema, p_data,
-                p_metadata, p_recorded_micros) WITH ORDINALITY AS i(s, v, x, id, t, sv, d, m, r, k)
-    WHERE i.x <= 0
-       OR (SELECT 1 FROM troupe_events p
-           WHERE p.stream_id = i.s AND p.stream_version = i.x LIMIT 1) IS NOT NULL
-    ON CONFLICT DO NOTHING;
-  ELSE
-    INSERT INTO troupe_events
-      (global_position, stream_id, stream_version, event_id, event_type, schema_version, data,
-       metadata, recorded_at)
-    SELECT first_position + i.k - 1, i.s, i.v, i.id, i.t, i.sv, i.d::json, i.m::json,
-           to_timestamp(i.r / 1e6)
-    FROM unnest(p_stream, p_version, p_expected, p_event_id, p_type, p_schema, p_data,
-                p_metadata, p_recorded_micros) WITH ORDINALITY AS i(s, v, x, id, t, sv, d, m, r, k)
-    WHERE i.x <= 0
-       OR (SELECT 1 FROM troupe_events p
-           WHERE p.stream_id = i.s AND p.stream_version = i.x LIMIT 1) IS NOT NULL;
-  END IF;
+-- How many of the given (stream, version) pairs are not in the store: the
+-- fast append path's check that each command's expected version exists.
+CREATE FUNCTION troupe_missing_versions(p_stream text[], p_version bigint[]) RETURNS bigint
+  LANGUAGE sql STABLE
+  SET enable_seqscan = off
+  AS $fn$
+  SELECT count(*) FROM unnest(p_stream, p_version) AS g(s, v)
+  WHERE (SELECT 1 FROM troupe_events p
+         WHERE p.stream_id = g.s AND p.stream_version = g.v LIMIT 1) IS NULL
+$fn$;
+
+-- The careful append path, used when the fast path (COPY, then a check of
+-- expected versions) finds a conflict in a batch: rows of many commands, in
+-- order; a command's first row carries its expected version in p_expected
+-- and goes in only if the stream is exactly there (the previous version
+-- exists; the unique key rejects a stale writer). Rows that cannot go in are
+-- skipped, not raised, so one command's conflict never fails its batch-mates.
+-- Returns the first reserved position and how many rows went in; row k
+-- (1-based) was given position first + k - 1.
+CREATE FUNCTION troupe_append_events(
+    p_stream text[], p_version bigint[], p_expected bigint[], p_event_id uuid[],
+    p_type text[], p_schema int[], p_data text[], p_metadata text[],
+    p_recorded_micros bigint[], OUT first_position bigint, OUT inserted bigint)
+  LANGUAGE plpgsql
+  -- Plans are cached per connection. The version guard is a LIMIT 1 scalar
+  -- subquery, not EXISTS, because PostgreSQL may plan EXISTS as a hashed
+  -- subplan over the whole table when the table is small (as at start-up)
+  -- and keep that plan while the table grows. No sequential scans either.
+  SET enable_seqscan = off
+  AS $fn$
+BEGIN
+  first_position := troupe_reserve_positions(cardinality(p_stream));
+  INSERT INTO troupe_events
+    (global_position, stream_id, stream_version, event_id, event_type, schema_version, data,
+     metadata, recorded_at)
+  SELECT first_position + i.k - 1, i.s, i.v, i.id, i.t, i.sv, i.d::json, i.m::json,
+         to_timestamp(i.r / 1e6)
+  FROM unnest(p_stream, p_version, p_expected, p_event_id, p_type, p_schema, p_data,
+              p_metadata, p_recorded_micros) WITH ORDINALITY AS i(s, v, x, id, t, sv, d, m, r, k)
+  WHERE i.x <= 0
+     OR (SELECT 1 FROM troupe_events p
+         WHERE p.stream_id = i.s AND p.stream_version = i.x LIMIT 1) IS NOT NULL
+  ON CONFLICT DO NOTHING;
   GET DIAGNOSTICS inserted = ROW_COUNT;
 END
 $fn$;
