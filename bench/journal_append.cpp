@@ -35,13 +35,32 @@ namespace {
 using steady = std::chrono::steady_clock;
 using troupe::bench::median;
 
-std::string url() {
+std::string server_url() {
   const char* u = std::getenv("TROUPE_POSTGRES_URL");
   if (u == nullptr) {
     std::fprintf(stderr, "journal_append: TROUPE_POSTGRES_URL is not set (use scripts/bench)\n");
     std::exit(2);
   }
   return u;
+}
+
+constexpr const char* bench_database = "troupe_bench_journal";
+
+/// A database of its own, created empty for each run, so figures do not
+/// depend on what earlier runs or tests left in the shared one.
+std::string url() {
+  auto u = server_url();
+  auto query = u.find('?');
+  auto slash = u.rfind('/', query);
+  return u.substr(0, slash + 1) + bench_database +
+         (query == std::string::npos ? "" : u.substr(query));
+}
+
+void recreate_database() {
+  pqxx::connection admin(server_url());
+  pqxx::nontransaction tx(admin);
+  tx.exec(std::string("DROP DATABASE IF EXISTS ") + bench_database);
+  tx.exec(std::string("CREATE DATABASE ") + bench_database);
 }
 
 double percentile(std::vector<double>& sorted, double p) {
@@ -290,6 +309,7 @@ int main(int argc, char** argv) {
   double seconds = argc > 1 ? std::atof(argv[1]) : 4.0;
   int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
   troupe::setup_logging("warn", "text");
+  recreate_database();
   troupe::postgres_store_options options;
   options.url = url();
   if (argc > 3) options.writer_connections = static_cast<std::size_t>(std::atoi(argv[3]));
@@ -355,10 +375,10 @@ int main(int argc, char** argv) {
   troupe::bench::print_result("journal_append", median(rate[256]), "events/s", insert_limit);
   troupe::bench::print_result("journal_copy_limit", copy, "rows/s");
   troupe::bench::print_result("journal_append_p99_half_peak", half.p99_ms, "ms", 20);
-  {
-    pqxx::connection conn(url());
-    pqxx::nontransaction(conn).exec("DROP TABLE bench_raw_events");
-  }
   store.stop();
+  {
+    pqxx::connection admin(server_url());
+    pqxx::nontransaction(admin).exec(std::string("DROP DATABASE ") + bench_database);
+  }
   return 0;
 }

@@ -195,6 +195,7 @@ struct postgres_event_store::impl {
   std::deque<read_job> reads;
 
   bool stopping = false;  // guarded by both mutexes (set under each)
+  int busy_writers = 0;   // guarded by append_mutex
   std::vector<std::thread> threads;
 
   std::atomic<std::int64_t> batches{0}, batched_commands{0}, appended_events{0}, conflicts{0},
@@ -461,12 +462,18 @@ struct postgres_event_store::impl {
         std::unique_lock lock{append_mutex};
         append_ready.wait(lock, [&] { return stopping || !appends.empty(); });
         if (appends.empty()) return;  // stopping and drained
-        if (options.batch_linger.count() > 0 && appends.size() < options.batch_max_commands &&
-            !stopping)
-          append_ready.wait_for(lock, options.batch_linger, [&] {
-            return stopping || appends.size() >= options.batch_max_commands;
+        // While another writer is mid-batch, a few queued appends are better
+        // joined by more than sent alone: every transaction pays its round
+        // trips and its commit flush whatever its size. Idle store: no wait.
+        auto linger = options.batch_linger;
+        if (busy_writers > 0 && appends.size() < options.batch_max_commands / 8)
+          linger = std::max(linger, std::chrono::microseconds{400});
+        if (linger.count() > 0 && appends.size() < options.batch_max_commands && !stopping)
+          append_ready.wait_for(lock, linger, [&] {
+            return stopping || appends.size() >= options.batch_max_commands / 8;
           });
         take_batch(batch);
+        ++busy_writers;
       }
       if (!conn) {
         try {
@@ -479,6 +486,7 @@ struct postgres_event_store::impl {
           // rather than let callers wait out the reconnect attempts.
           {
             std::lock_guard lock{append_mutex};
+            --busy_writers;
             while (!appends.empty()) {
               batch.push_back(std::move(appends.front()));
               appends.pop_front();
@@ -508,6 +516,10 @@ struct postgres_event_store::impl {
         log->warn("batch of {} failed ({}); retrying its commands one by one", batch.size(),
                   clean_message(e.what()));
         run_one_by_one(conn, batch);
+      }
+      {
+        std::lock_guard lock{append_mutex};
+        --busy_writers;
       }
       auto mark = std::chrono::steady_clock::now();
       deliver(batch);

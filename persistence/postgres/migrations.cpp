@@ -87,12 +87,16 @@ $fn$;
 -- How many of the given (stream, version) pairs are not in the store: the
 -- fast append path's check that each command's expected version exists.
 CREATE FUNCTION troupe_missing_versions(p_stream text[], p_version bigint[]) RETURNS bigint
-  LANGUAGE sql STABLE
+  LANGUAGE plpgsql STABLE
+  -- plpgsql, not sql: its plan is cached per connection instead of being
+  -- parsed and planned on every call.
   SET enable_seqscan = off
   AS $fn$
-  SELECT count(*) FROM unnest(p_stream, p_version) AS g(s, v)
-  WHERE (SELECT 1 FROM troupe_events p
-         WHERE p.stream_id = g.s AND p.stream_version = g.v LIMIT 1) IS NULL
+BEGIN
+  RETURN (SELECT count(*) FROM unnest(p_stream, p_version) AS g(s, v)
+          WHERE (SELECT 1 FROM troupe_events p
+                 WHERE p.stream_id = g.s AND p.stream_version = g.v LIMIT 1) IS NULL);
+END
 $fn$;
 
 -- The careful append path, used when the fast path (COPY, then a check of
