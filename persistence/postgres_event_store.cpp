@@ -127,8 +127,6 @@ void prepare_statements(pqxx::connection& c) {
             "SELECT first_position, inserted FROM troupe_append_events("
             "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
             "$7::text[], $8::text[], $9::bigint[])");
-  c.prepare("troupe_reserve", "SELECT troupe_reserve_positions($1)");
-  c.prepare("troupe_missing_versions", "SELECT troupe_missing_versions($1::text[], $2::bigint[])");
   c.prepare("troupe_inserted_ids",
             "SELECT event_id::text FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
   c.prepare("troupe_versions",
@@ -173,6 +171,9 @@ struct pending_append {
   append_request request;
   event_store::append_callback done;
   append_result result;
+  // Formatted by the caller (an actor thread), off the writer's path.
+  std::string metadata_text;
+  std::string recorded_text;
 };
 
 struct read_job {
@@ -334,54 +335,70 @@ struct postgres_event_store::impl {
   }
 
   /// The fast path. Returns false (nothing written) when a command's
-  /// expected version is not in the store.
+  /// expected version is not in the store. Four round trips: BEGIN with the
+  /// position reservation, COPY (start, data and end), the version check
+  /// with COMMIT. The transaction block is driven by hand (libpqxx's own
+  /// would add two more round trips).
   bool copy_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
     auto mark = std::chrono::steady_clock::now();
-    pqxx::work tx(conn);
-    auto base = base_versions(tx, batch);
+    pqxx::nontransaction tx(conn);
     auto rows = row_count(batch);
-    auto first_position =
-        tx.exec_prepared1("troupe_reserve", static_cast<std::int64_t>(rows))[0].as<std::int64_t>();
-    std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
-    array_literal guard_streams, guard_versions;
-    bool has_guard = false;
-    {
-      static const std::vector<std::string> columns{
-          "global_position", "stream_id", "stream_version", "event_id",   "event_type",
-          "schema_version",  "data",      "metadata",       "recorded_at"};
-      pqxx::stream_to copy(tx, "troupe_events", columns);
-      auto position = first_position;
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        const auto& r = batch[i].request;
-        auto meta = metadata_json(r.metadata);
-        auto recorded = timestamp_text(r.recorded_at);
-        auto version = base[i];
-        for (const auto& e : r.events)
-          copy << std::forward_as_tuple(position++, r.stream_id, ++version, e.event_id, e.type,
-                                        e.schema_version, e.data, meta, recorded);
-        inserted[i] = static_cast<std::int64_t>(r.events.size());
-        last_position[i] = position - 1;
-        if (base[i] > 0) {
-          guard_streams.quoted(r.stream_id);
-          guard_versions.number(base[i]);
-          has_guard = true;
+    try {
+      auto first_position =
+          tx.exec("BEGIN; SELECT troupe_reserve_positions(" + std::to_string(rows) + ")")[0][0]
+              .as<std::int64_t>();
+      auto base = base_versions(tx, batch);
+      std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
+      array_literal guard_streams, guard_versions;
+      bool has_guard = false;
+      {
+        static const std::vector<std::string> columns{
+            "global_position", "stream_id", "stream_version", "event_id",   "event_type",
+            "schema_version",  "data",      "metadata",       "recorded_at"};
+        pqxx::stream_to copy(tx, "troupe_events", columns);
+        auto position = first_position;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+          const auto& p = batch[i];
+          const auto& r = p.request;
+          auto version = base[i];
+          for (const auto& e : r.events)
+            copy << std::forward_as_tuple(position++, r.stream_id, ++version, e.event_id, e.type,
+                                          e.schema_version, e.data, p.metadata_text,
+                                          p.recorded_text);
+          inserted[i] = static_cast<std::int64_t>(r.events.size());
+          last_position[i] = position - 1;
+          if (base[i] > 0) {
+            guard_streams.quoted(r.stream_id);
+            guard_versions.number(base[i]);
+            has_guard = true;
+          }
         }
+        build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+        copy.complete();
       }
-      build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-      copy.complete();
+      execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+      // The unique key stops a stream from being written twice at a
+      // version; the check stops a write that would leave a gap below it.
+      // It raises (TR001) when a version is missing, so COMMIT never runs.
+      if (has_guard)
+        tx.exec("SELECT troupe_check_versions(" + tx.quote(guard_streams.finish()) + "::text[], " +
+                tx.quote(guard_versions.finish()) + "::bigint[]); COMMIT");
+      else
+        tx.exec("COMMIT");
+      commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+      std::unordered_map<std::string, std::int64_t> none;
+      finish_results(batch, base, inserted, last_position, none);
+      return true;
+    } catch (const pqxx::broken_connection&) {
+      throw;  // the outcome is unknown; the connection is gone anyway
+    } catch (const pqxx::sql_error& e) {
+      tx.exec("ROLLBACK");
+      if (e.sqlstate() == "TR001") return false;
+      throw;
+    } catch (...) {
+      tx.exec("ROLLBACK");
+      throw;
     }
-    // The unique key stops a stream from being written twice at a version;
-    // this stops a write that would leave a gap below it.
-    if (has_guard && tx.exec_prepared1("troupe_missing_versions", guard_streams.finish(),
-                                       guard_versions.finish())[0]
-                             .as<std::int64_t>() > 0)
-      return false;  // tx rolls back
-    execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-    tx.commit();
-    commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-    std::unordered_map<std::string, std::int64_t> none;
-    finish_results(batch, base, inserted, last_position, none);
-    return true;
   }
 
   /// The careful path: troupe_append_events skips rows that cannot go in;
@@ -393,7 +410,7 @@ struct postgres_event_store::impl {
     auto total_rows = row_count(batch);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& r = batch[i].request;
-      auto meta = metadata_json(r.metadata);
+      const auto& meta = batch[i].metadata_text;
       auto micros = to_micros(r.recorded_at);
       std::int64_t k = 0;
       for (auto& e : r.events) {
@@ -634,10 +651,13 @@ void postgres_event_store::append(append_request request, append_callback done) 
     return;
   }
   for (auto& e : request.events) normalise_uuid(e.event_id);
+  pending_append pending{std::move(request), std::move(done), {}, {}, {}};
+  pending.metadata_text = metadata_json(pending.request.metadata);
+  pending.recorded_text = timestamp_text(pending.request.recorded_at);
   {
     std::lock_guard lock{im.append_mutex};
     if (!im.stopping && im.appends.size() < im.options.max_queued_appends) {
-      im.appends.push_back(pending_append{std::move(request), std::move(done), {}});
+      im.appends.push_back(std::move(pending));
       im.append_ready.notify_one();
       return;
     }
@@ -645,7 +665,7 @@ void postgres_event_store::append(append_request request, append_callback done) 
   append_result r;
   r.error = store_errc::overloaded;
   r.message = "event store append queue is full";
-  done(std::move(r));
+  pending.done(std::move(r));
 }
 
 void postgres_event_store::read_stream(std::string stream_id, stream_version from,

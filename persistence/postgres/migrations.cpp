@@ -84,18 +84,25 @@ BEGIN
 END
 $fn$;
 
--- How many of the given (stream, version) pairs are not in the store: the
--- fast append path's check that each command's expected version exists.
-CREATE FUNCTION troupe_missing_versions(p_stream text[], p_version bigint[]) RETURNS bigint
-  LANGUAGE plpgsql STABLE
-  -- plpgsql, not sql: its plan is cached per connection instead of being
-  -- parsed and planned on every call.
+-- The fast append path's check that each command's expected version
+-- exists: raises TR001 naming the first missing one, which aborts the
+-- transaction (the caller then redoes the batch the careful way).
+CREATE FUNCTION troupe_check_versions(p_stream text[], p_version bigint[]) RETURNS void
+  LANGUAGE plpgsql
+  -- plpgsql, not sql, so the plan is cached per connection; no sequential
+  -- scans (see troupe_append_events).
   SET enable_seqscan = off
   AS $fn$
+DECLARE
+  missing text;
 BEGIN
-  RETURN (SELECT count(*) FROM unnest(p_stream, p_version) AS g(s, v)
-          WHERE (SELECT 1 FROM troupe_events p
-                 WHERE p.stream_id = g.s AND p.stream_version = g.v LIMIT 1) IS NULL);
+  SELECT g.s || ' at ' || g.v INTO missing FROM unnest(p_stream, p_version) AS g(s, v)
+  WHERE (SELECT 1 FROM troupe_events p
+         WHERE p.stream_id = g.s AND p.stream_version = g.v LIMIT 1) IS NULL
+  LIMIT 1;
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'TR001', MESSAGE = 'expected version missing: ' || missing;
+  END IF;
 END
 $fn$;
 
