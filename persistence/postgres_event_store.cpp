@@ -91,11 +91,23 @@ std::string metadata_json(const event_metadata& m) {
   return boost::json::serialize(o);
 }
 
+/// Adds libpq settings that bound how long a dead server can hold us: a
+/// connect timeout, TCP keepalives and a TCP user timeout (unacknowledged
+/// data), unless the URL sets them itself.
 std::string with_connect_timeout(const std::string& url) {
-  if (url.find("connect_timeout") != std::string::npos) return url;
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos) return url + " connect_timeout=5";  // key=value form
-  return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
+  static const std::pair<const char*, const char*> defaults[] = {
+      {"connect_timeout", "5"},     {"keepalives", "1"},       {"keepalives_idle", "10"},
+      {"keepalives_interval", "3"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "15000"}};
+  bool key_value_form = url.find("://") == std::string::npos;
+  std::string out = url;
+  for (const auto& [key, value] : defaults) {
+    if (url.find(key) != std::string::npos) continue;
+    if (key_value_form)
+      out += std::string(" ") + key + "=" + value;
+    else
+      out += std::string(out.find('?') == std::string::npos ? "?" : "&") + key + "=" + value;
+  }
+  return out;
 }
 
 const char* const event_columns =
@@ -127,12 +139,15 @@ void prepare_statements(pqxx::connection& c) {
             "SELECT first_position, inserted FROM troupe_append_events("
             "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
             "$7::text[], $8::text[], $9::bigint[])");
-  c.prepare("troupe_inserted_ids",
-            "SELECT event_id::text FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
+  // Rows this batch wrote, by the positions it reserved: never by event id,
+  // which could name a row written long ago.
+  c.prepare("troupe_inserted_positions",
+            "SELECT global_position FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
   c.prepare("troupe_versions",
             "SELECT s, coalesce((SELECT max(stream_version) FROM troupe_events e "
             "WHERE e.stream_id = s), 0) FROM unnest($1::text[]) AS s");
-  c.prepare("troupe_delete_events", "DELETE FROM troupe_events WHERE event_id = ANY($1::uuid[])");
+  c.prepare("troupe_delete_positions",
+            "DELETE FROM troupe_events WHERE global_position = ANY($1::bigint[])");
   c.prepare("troupe_read_stream", std::string("SELECT ") + event_columns +
                                       " FROM troupe_events WHERE stream_id = $1 AND "
                                       "stream_version >= $2 ORDER BY stream_version LIMIT $3");
@@ -155,6 +170,12 @@ void prepare_statements(pqxx::connection& c) {
 
 std::unique_ptr<pqxx::connection> open_connection(const std::string& url) {
   auto c = std::make_unique<pqxx::connection>(with_connect_timeout(url));
+  // Never reconnect silently behind our back: a new session would not hold
+  // our prepared statements, and a lost session must be seen as lost.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  c->inhibit_reactivation(true);  // deprecated in 6.4, yet reactivation is still on by default
+#pragma GCC diagnostic pop
   prepare_statements(*c);
   return c;
 }
@@ -176,8 +197,11 @@ struct pending_append {
   std::string recorded_text;
 };
 
+/// A read (or snapshot write) for the reader pool: `run` does the database
+/// work and returns the delivery of its result, which the reader calls
+/// outside its error handling so a callback is never invoked twice.
 struct read_job {
-  std::function<void(pqxx::connection&)> run;
+  std::function<std::function<void()>(pqxx::connection&)> run;
   std::function<void(store_errc, std::string)> fail;
 };
 
@@ -392,12 +416,15 @@ struct postgres_event_store::impl {
     } catch (const pqxx::broken_connection&) {
       throw;  // the outcome is unknown; the connection is gone anyway
     } catch (const pqxx::sql_error& e) {
-      tx.exec("ROLLBACK");
+      // pg_advisory_unlock_all: a cancelled reservation must not leave the
+      // positions lock held by this session.
+      tx.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
       if (e.sqlstate() == "TR001") return false;
       throw;
-    } catch (...) {
-      tx.exec("ROLLBACK");
-      throw;
+    } catch (const std::exception& e) {
+      // A failed COPY write leaves libpqxx with a pending error and the
+      // session in an unknown state: treat the connection as lost.
+      throw pqxx::broken_connection(e.what());
     }
   }
 
@@ -431,38 +458,42 @@ struct postgres_event_store::impl {
         types.finish(), schemas.finish(), data.finish(), metadata.finish(), recorded.finish());
     auto first_position = outcome[0].as<std::int64_t>();
 
-    std::unordered_set<std::string> present;
+    // Row k of the batch was given position first_position + k whether or
+    // not it went in.
+    std::unordered_set<std::int64_t> present;
     for (const auto& row :
-         tx.exec_prepared("troupe_inserted_ids", first_position,
+         tx.exec_prepared("troupe_inserted_positions", first_position,
                           first_position + static_cast<std::int64_t>(total_rows) - 1))
-      present.insert(row[0].as<std::string>());
+      present.insert(row[0].as<std::int64_t>());
     std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
     auto position = first_position;
     for (std::size_t i = 0; i < batch.size(); ++i)
-      for (const auto& e : batch[i].request.events) {
-        if (present.contains(e.event_id)) {
+      for (std::size_t k = 0; k < batch[i].request.events.size(); ++k, ++position)
+        if (present.contains(position)) {
           ++inserted[i];
           last_position[i] = position;
         }
-        ++position;
-      }
 
     // Commands with missing rows fail as a whole: remove what they did write
     // (invisible to others until commit) and find out why.
-    array_literal partial_ids, failed_streams;
+    array_literal partial_positions, failed_streams;
     bool has_partial = false, has_failed = false;
+    position = first_position;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto n = static_cast<std::int64_t>(batch[i].request.events.size());
+      auto command_first = position;
+      position += n;
       if (inserted[i] == n) continue;
       has_failed = true;
       failed_streams.quoted(batch[i].request.stream_id);
-      if (inserted[i] > 0) {
-        has_partial = true;
-        for (const auto& e : batch[i].request.events) partial_ids.raw(e.event_id);
-      }
+      for (auto p = command_first; p < position; ++p)
+        if (present.contains(p)) {
+          partial_positions.number(p);
+          has_partial = true;
+        }
     }
     std::unordered_map<std::string, std::int64_t> actual;
-    if (has_partial) tx.exec_prepared("troupe_delete_events", partial_ids.finish());
+    if (has_partial) tx.exec_prepared("troupe_delete_positions", partial_positions.finish());
     if (has_failed)
       for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
         actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
@@ -490,6 +521,7 @@ struct postgres_event_store::impl {
             return stopping || appends.size() >= options.batch_max_commands / 8;
           });
         take_batch(batch);
+        if (batch.empty()) continue;  // another writer took them while we lingered
         ++busy_writers;
       }
       if (!conn) {
@@ -525,6 +557,7 @@ struct postgres_event_store::impl {
                  "connection to PostgreSQL lost during the append; its outcome is unknown");
       } catch (const pqxx::in_doubt_error& e) {
         conn.reset();
+        connection_failures.fetch_add(1, std::memory_order_relaxed);
         fail_all(batch, store_errc::unavailable,
                  "connection lost during commit; the append's outcome is unknown");
       } catch (const std::exception& e) {
@@ -555,10 +588,24 @@ struct postgres_event_store::impl {
         conn.reset();
         fail_all(single, store_errc::unavailable,
                  "connection to PostgreSQL lost during the append; its outcome is unknown");
+      } catch (const pqxx::sql_error& e) {
+        // Data errors (class 22) and constraint violations (23) are the
+        // command's own fault; anything else (read-only after a failover,
+        // disk full, timeouts) is the database's, and worth retrying.
+        auto state = e.sqlstate();
+        if (state.starts_with("22") || state.starts_with("23")) {
+          rejected_inputs.fetch_add(1, std::memory_order_relaxed);
+          fail_all(single, store_errc::invalid_input,
+                   "PostgreSQL refused the append: " + clean_message(e.what()));
+        } else {
+          conn.reset();
+          fail_all(single, store_errc::unavailable,
+                   "PostgreSQL could not take the append: " + clean_message(e.what()));
+        }
       } catch (const std::exception& e) {
-        rejected_inputs.fetch_add(1, std::memory_order_relaxed);
-        fail_all(single, store_errc::invalid_input,
-                 "PostgreSQL refused the append: " + clean_message(e.what()));
+        conn.reset();
+        fail_all(single, store_errc::unavailable,
+                 "the append failed and its outcome is unknown: " + clean_message(e.what()));
       }
       p = std::move(single.front());
     }
@@ -577,30 +624,43 @@ struct postgres_event_store::impl {
         job = std::move(reads.front());
         reads.pop_front();
       }
+      std::function<void()> deliver;
       try {
         if (!conn) conn = open_connection(options.url);
-        job.run(*conn);
-      } catch (const pqxx::broken_connection& e) {
+        deliver = job.run(*conn);
+      } catch (const pqxx::sql_error& e) {
+        deliver = [&job, message = clean_message(e.what())] {
+          job.fail(store_errc::unavailable, "PostgreSQL read failed: " + message);
+        };
+      } catch (const std::exception& e) {
+        // Broken or in an unknown state: start over with a new connection.
         conn.reset();
         connection_failures.fetch_add(1, std::memory_order_relaxed);
-        job.fail(store_errc::unavailable, "PostgreSQL unreachable: " + clean_message(e.what()));
+        deliver = [&job, message = clean_message(e.what())] {
+          job.fail(store_errc::unavailable, "PostgreSQL unreachable: " + message);
+        };
+      }
+      try {
+        deliver();
       } catch (const std::exception& e) {
-        if (conn && !conn->is_open()) conn.reset();
-        job.fail(store_errc::unavailable, "PostgreSQL read failed: " + clean_message(e.what()));
+        log->error("a store read callback threw: {}", e.what());
       }
     }
   }
 
   void submit_read(read_job job) {
+    bool stopped;
     {
       std::lock_guard lock{read_mutex};
-      if (!stopping && reads.size() < options.max_queued_reads) {
+      stopped = stopping;
+      if (!stopped && reads.size() < options.max_queued_reads) {
         reads.push_back(std::move(job));
         read_ready.notify_one();
         return;
       }
     }
-    job.fail(store_errc::overloaded, "event store read queue is full");
+    job.fail(stopped ? store_errc::unavailable : store_errc::overloaded,
+             stopped ? "event store is stopped" : "event store read queue is full");
   }
 };
 
@@ -654,17 +714,19 @@ void postgres_event_store::append(append_request request, append_callback done) 
   pending_append pending{std::move(request), std::move(done), {}, {}, {}};
   pending.metadata_text = metadata_json(pending.request.metadata);
   pending.recorded_text = timestamp_text(pending.request.recorded_at);
+  bool stopped;
   {
     std::lock_guard lock{im.append_mutex};
-    if (!im.stopping && im.appends.size() < im.options.max_queued_appends) {
+    stopped = im.stopping;
+    if (!stopped && im.appends.size() < im.options.max_queued_appends) {
       im.appends.push_back(std::move(pending));
       im.append_ready.notify_one();
       return;
     }
   }
   append_result r;
-  r.error = store_errc::overloaded;
-  r.message = "event store append queue is full";
+  r.error = stopped ? store_errc::unavailable : store_errc::overloaded;
+  r.message = stopped ? "event store is stopped" : "event store append queue is full";
   pending.done(std::move(r));
 }
 
@@ -682,7 +744,9 @@ void postgres_event_store::read_stream(std::string stream_id, stream_version fro
           result.events.reserve(rows.size());
           for (const auto& row : rows) result.events.push_back(event_from_row(row));
         }
-        (*shared_done)(std::move(result));
+        return std::function<void()>([shared_done, result = std::move(result)]() mutable {
+          (*shared_done)(std::move(result));
+        });
       },
       [shared_done](store_errc e, std::string m) {
         (*shared_done)(read_result{e, m, {}});
@@ -703,7 +767,9 @@ void postgres_event_store::read_all(global_position after, std::size_t max_count
                    result.events.reserve(rows.size());
                    for (const auto& row : rows) result.events.push_back(event_from_row(row));
                  }
-                 (*shared_done)(std::move(result));
+                 return std::function<void()>([shared_done, result = std::move(result)]() mutable {
+                   (*shared_done)(std::move(result));
+                 });
                },
                [shared_done](store_errc e, std::string m) {
                  (*shared_done)(read_result{e, m, {}});
@@ -723,7 +789,9 @@ void postgres_event_store::load_snapshot(std::string stream_id, snapshot_callbac
                          snapshot_record{stream_id, stream_version{rows[0][0].as<std::int64_t>()},
                                          rows[0][1].as<int>(), rows[0][2].as<std::string>()};
                  }
-                 (*shared_done)(std::move(result));
+                 return std::function<void()>([shared_done, result = std::move(result)]() mutable {
+                   (*shared_done)(std::move(result));
+                 });
                },
                [shared_done](store_errc e, std::string m) {
                  (*shared_done)(snapshot_result{e, m, std::nullopt});
@@ -744,7 +812,8 @@ void postgres_event_store::save_snapshot(snapshot_record snapshot, done_callback
                            snapshot.schema_version, snapshot.state);
           tx.commit();
         }
-        (*shared_done)(store_errc::ok, std::string());
+        return std::function<void()>(
+            [shared_done] { (*shared_done)(store_errc::ok, std::string()); });
       },
       [shared_done](store_errc e, std::string m) { (*shared_done)(e, std::move(m)); }});
 }

@@ -10,6 +10,8 @@
 namespace troupe {
 
 inline constexpr std::size_t default_max_event_bytes = 1 << 20;
+/// Events one command may append at most.
+inline constexpr std::size_t max_events_per_append = 1000;
 
 /// Explains why `request` cannot be stored (stream id rule, no events, event
 /// id not a UUID, type, schema version, data over `max_event_bytes` or not a

@@ -35,6 +35,12 @@ const std::vector<setting>& schema() {
        10'000'000,
        {},
        "commands in flight per node before new ones are shed as overloaded"},
+      {"node.shutdown_timeout_ms",
+       value_kind::integer,
+       1,
+       3'600'000,
+       {},
+       "how long stopping waits for queued commands to finish; the rest get unavailable"},
       {"runtime.threads", value_kind::integer, 0, 256, {}, "actor scheduler threads; 0 = cores"},
       {"aggregate.idle_timeout_ms",
        value_kind::integer,
@@ -193,11 +199,21 @@ std::string env_name_of(std::string_view key) {
 }  // namespace
 
 std::string redact_url(std::string_view url) {
-  // scheme://user:password@host -> scheme://user:***@host
   auto scheme = url.find("://");
-  auto at = url.find('@');
-  if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme)
-    return std::string(url);
+  if (scheme == std::string_view::npos) {
+    // key=value form: password=secret -> password=***
+    auto key = url.find("password=");
+    if (key == std::string_view::npos) return std::string(url);
+    auto end = url.find(' ', key);
+    return std::string(url.substr(0, key)) + "password=***" +
+           (end == std::string_view::npos ? std::string() : std::string(url.substr(end)));
+  }
+  // scheme://user:password@host -> scheme://user:***@host; the password may
+  // itself hold '@', so the host starts after the last one before the path.
+  auto path = url.find('/', scheme + 3);
+  auto authority = url.substr(0, path);
+  auto at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
   auto colon = url.find(':', scheme + 3);
   if (colon == std::string_view::npos || colon > at) return std::string(url);
   return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));

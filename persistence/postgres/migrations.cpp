@@ -75,7 +75,7 @@ BEGIN
     IF n > 1 THEN
       PERFORM setval('troupe_events_position_seq', first_position + n - 1);
     END IF;
-  EXCEPTION WHEN OTHERS THEN
+  EXCEPTION WHEN OTHERS OR query_canceled THEN
     PERFORM pg_advisory_unlock(7262700);
     RAISE;
   END;
@@ -131,7 +131,7 @@ BEGIN
     (global_position, stream_id, stream_version, event_id, event_type, schema_version, data,
      metadata, recorded_at)
   SELECT first_position + i.k - 1, i.s, i.v, i.id, i.t, i.sv, i.d::json, i.m::json,
-         to_timestamp(i.r / 1e6)
+         timestamptz 'epoch' + i.r * interval '1 microsecond'
   FROM unnest(p_stream, p_version, p_expected, p_event_id, p_type, p_schema, p_data,
               p_metadata, p_recorded_micros) WITH ORDINALITY AS i(s, v, x, id, t, sv, d, m, r, k)
   WHERE i.x <= 0

@@ -117,26 +117,49 @@ void write_snapshot(aggregate_actor* self) {
   for (const auto& a : st.recent)
     recent.push_back(boost::json::array{boost::json::string(a.command_id), a.first_version.value,
                                         a.last_version.value, a.position.value, a.event_count});
+  st.events_since_snapshot = 0;
   boost::json::object doc;
-  doc["state"] = st.instance->save_state();
+  try {
+    doc["state"] = st.instance->save_state();
+  } catch (const std::exception& e) {
+    st.context->log->error("state of {} cannot be saved for a snapshot: {}", st.stream_id,
+                           e.what());
+    return;
+  }
   doc["recent"] = std::move(recent);
   snapshot_record snapshot{st.stream_id, st.version, st.type->type.state_schema_version,
                            boost::json::serialize(doc)};
-  st.events_since_snapshot = 0;
   // Off the command path: nobody waits for it; a lost snapshot only means a
   // longer replay next time.
   auto* context = st.context;
-  st.context->store->save_snapshot(std::move(snapshot), [context](store_errc e, std::string m) {
+  context->pending_snapshots.fetch_add(1, std::memory_order_relaxed);
+  context->store->save_snapshot(std::move(snapshot), [context](store_errc e, std::string m) {
     if (e == store_errc::ok)
       context->counters.snapshots_written.fetch_add(1, std::memory_order_relaxed);
     else
       context->log->warn("snapshot not written: {}", m);
+    context->pending_snapshots.fetch_sub(1, std::memory_order_release);
   });
 }
 
 /// Restores state and remembered command ids from a snapshot. Returns false
 /// when the snapshot cannot be used (the stream is then replayed in full).
+bool restore_snapshot_or_throw(aggregate_state& st, const snapshot_record& snapshot);
+
 bool restore_snapshot(aggregate_state& st, const snapshot_record& snapshot) {
+  try {
+    return restore_snapshot_or_throw(st, snapshot);
+  } catch (const std::exception& e) {
+    // A malformed snapshot is only a lost shortcut: replay the stream.
+    st.context->log->warn("snapshot of {} ignored: {}", st.stream_id, e.what());
+    st.instance = st.type->type.make_instance();
+    st.recent.clear();
+    st.version = stream_version{0};
+    return false;
+  }
+}
+
+bool restore_snapshot_or_throw(aggregate_state& st, const snapshot_record& snapshot) {
   if (snapshot.schema_version != st.type->type.state_schema_version) return false;
   boost::system::error_code ec;
   auto doc = boost::json::parse(snapshot.state, ec);
@@ -269,8 +292,16 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
   st.in_flight = routed_command{};
   switch (r.error) {
     case store_errc::ok: {
-      st.instance->commit();
       auto count = r.last_version.value - r.first_version.value + 1;
+      bool evolved = true;
+      try {
+        st.instance->commit();
+      } catch (const std::exception& e) {
+        // The events are durable but the state could not take them (a bug
+        // in evolve): rebuild it from the store before the next command.
+        st.context->log->error("evolve of {} threw after an append: {}", st.stream_id, e.what());
+        evolved = false;
+      }
       st.version = r.last_version;
       remember(st, {command.envelope.command_id, 0, r.first_version, r.last_version,
                     r.last_position, count});
@@ -282,6 +313,15 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       result.position = r.last_position;
       result.event_count = static_cast<std::size_t>(count);
       command.complete(std::move(result));
+      if (!evolved) {
+        st.instance = st.type->type.make_instance();
+        st.version = stream_version{0};
+        st.recent.clear();
+        st.events_since_snapshot = 0;
+        st.current = phase::recovering;
+        request_tail(self);
+        return;
+      }
       st.events_since_snapshot += count;
       if (st.type->snapshot_every > 0 && st.events_since_snapshot >= st.type->snapshot_every)
         write_snapshot(self);
@@ -427,6 +467,9 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
 caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
                            const hosted_type* type, std::string stream_id,
                            std::uint64_t generation) {
+  // Not linked: a CAF link puts one entry per child in the region's own
+  // attachable list, and unlinking scans it, which is quadratic with 100k
+  // activations. The region monitors instead and kills its actors itself.
   return parent->spawn<caf::lazy_init>(aggregate_behavior, context, type, std::move(stream_id),
                                        generation, caf::actor_cast<caf::actor>(parent));
 }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <shared_mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -14,12 +15,23 @@ namespace troupe {
 
 namespace detail {
 
-void routed_command::complete(command_result result) {
-  if (!done) return;
-  auto callback = std::move(done);
-  done = nullptr;
-  if (context != nullptr) context->counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  callback(std::move(result));
+void completion_token::complete(command_result result) {
+  if (completed_.exchange(true, std::memory_order_acq_rel)) return;
+  if (counters_ != nullptr) counters_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  try {
+    done_(std::move(result));
+  } catch (const std::exception& e) {
+    // A throwing completion is the caller's bug; it must not take down the
+    // actor (and with it every other command it holds).
+    spdlog::error("a command completion threw: {}", e.what());
+  }
+}
+
+completion_token::~completion_token() {
+  if (!completed_.load(std::memory_order_acquire))
+    complete(make_failure(command_status::unavailable, "command_dropped",
+                          "the command was dropped before it was answered (its aggregate "
+                          "stopped or the node is shutting down); retry"));
 }
 
 command_result make_failure(command_status status, std::string code, std::string message) {
@@ -61,7 +73,13 @@ struct node::impl {
   std::unique_ptr<caf::actor_system> system;
   caf::actor region;
   std::int64_t max_in_flight = 0;
+  std::chrono::milliseconds shutdown_timeout{30000};
   bool started = false;
+  // Submitters hold `lifecycle` shared while they hand a command to the
+  // region; stop() takes it exclusively to flip `accepting`, so no submit
+  // can race the region's shutdown.
+  std::shared_mutex lifecycle;
+  bool accepting = false;
   bool stopped = false;
 };
 
@@ -78,6 +96,7 @@ node::node(const config& cfg, std::shared_ptr<event_store> store) : impl_(new im
   im.context.idle_timeout = std::chrono::milliseconds{cfg.integer("aggregate.idle_timeout_ms")};
   im.context.log = logger("node");
   im.max_in_flight = cfg.integer("node.max_in_flight_commands");
+  im.shutdown_timeout = std::chrono::milliseconds{cfg.integer("node.shutdown_timeout_ms")};
 }
 
 node::~node() { stop(); }
@@ -120,14 +139,20 @@ void node::start() {
   im.system_config->set("scheduler.max-threads", static_cast<std::size_t>(threads));
   im.system = std::make_unique<caf::actor_system>(*im.system_config);
   im.region = detail::spawn_region(*im.system, &im.context);
-  im.started = true;
+  {
+    std::unique_lock lock{im.lifecycle};
+    im.started = true;
+    im.accepting = true;
+  }
   im.context.log->info("node {} started: {} aggregate types, {} scheduler threads",
                        im.context.node_id, im.context.types.size(), threads);
 }
 
 void node::submit(command_envelope command, command_completion done) {
   auto& im = *impl_;
-  if (!im.started || im.stopped) {
+  std::shared_lock lock{im.lifecycle};
+  if (!im.accepting) {
+    lock.unlock();
     done(detail::make_failure(command_status::unavailable, "node_not_running",
                               "the node is not running"));
     return;
@@ -141,14 +166,16 @@ void node::submit(command_envelope command, command_completion done) {
     return;
   }
   if (command.payload.empty()) {
-    detail::routed_command{std::move(command), std::move(done), &im.context}.complete(
-        detail::make_failure(command_status::invalid, "empty_command", "the command is empty"));
+    detail::completion_token(std::move(done), &im.context.counters)
+        .complete(
+            detail::make_failure(command_status::invalid, "empty_command", "the command is empty"));
     return;
   }
   if (command.command_id.empty()) command.command_id = new_uuid();
   if (command.correlation_id.empty()) command.correlation_id = command.command_id;
-  caf::anon_send(im.region,
-                 detail::routed_command{std::move(command), std::move(done), &im.context});
+  caf::anon_send(im.region, detail::routed_command{std::move(command),
+                                                   std::make_shared<detail::completion_token>(
+                                                       std::move(done), &im.context.counters)});
 }
 
 command_result node::submit_and_wait(command_envelope command) {
@@ -185,19 +212,31 @@ event_store& node::store() { return *impl_->context.store; }
 
 void node::stop() {
   auto& im = *impl_;
-  if (!im.started || im.stopped) return;
-  im.stopped = true;
   {
+    std::unique_lock lock{im.lifecycle};
+    if (!im.started || im.stopped) return;
+    im.stopped = true;
+    im.accepting = false;
+  }
+  {
+    // Commands already queued finish; a store that does not answer within
+    // the bound must not hang shutdown (their senders get `unavailable`
+    // when the actor system drops them).
     caf::scoped_actor waiter{*im.system};
-    waiter->request(im.region, caf::infinite, detail::region_drain{})
+    waiter->request(im.region, im.shutdown_timeout, detail::region_drain{})
         .receive([](bool) {},
                  [&](caf::error& e) {
-                   im.context.log->error("region drain failed: {}", caf::to_string(e));
+                   im.context.log->error("region drain did not finish: {}", caf::to_string(e));
                  });
     caf::anon_send_exit(im.region, caf::exit_reason::user_shutdown);
   }
   im.region = nullptr;
   im.system.reset();  // waits for every actor to finish
+  // Snapshot writes still in the store hold a pointer to our counters.
+  for (int i = 0; i < 1000 && im.context.pending_snapshots.load() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  if (auto left = im.context.pending_snapshots.load(); left > 0)
+    im.context.log->warn("{} snapshot writes still pending at shutdown", left);
   im.context.log->info("node {} stopped", im.context.node_id);
 }
 

@@ -55,17 +55,41 @@ struct hosting_context {
   std::chrono::milliseconds idle_timeout{120000};
   std::size_t recovery_page = 512;
   node_counters counters;
+  /// Snapshot writes whose store callback has not run yet; the node waits
+  /// for them before this context goes away.
+  std::atomic<std::int64_t> pending_snapshots{0};
   std::shared_ptr<spdlog::logger> log;
 };
 
-/// A command on its way, with the completion its sender waits for. Completing
-/// it also releases the node's in-flight slot, exactly once.
-struct routed_command {
-  command_envelope envelope;
-  command_completion done;
-  hosting_context* context = nullptr;
+/// The sender's completion for one command, shared by every copy of the
+/// message that carries it. It runs exactly once: when the command is
+/// answered, or, if every copy is dropped unanswered (an actor died, the
+/// system shut down), with `unavailable` when the last copy goes, so no
+/// sender ever waits forever. Either way it frees the node's in-flight slot.
+class completion_token {
+ public:
+  completion_token(command_completion done, node_counters* counters)
+      : done_(std::move(done)), counters_(counters) {}
+  ~completion_token();
+  completion_token(const completion_token&) = delete;
+  completion_token& operator=(const completion_token&) = delete;
 
   void complete(command_result result);
+
+ private:
+  std::atomic<bool> completed_{false};
+  command_completion done_;
+  node_counters* counters_;
+};
+
+/// A command on its way to its aggregate.
+struct routed_command {
+  command_envelope envelope;
+  std::shared_ptr<completion_token> token;
+
+  void complete(command_result result) {
+    if (token) token->complete(std::move(result));
+  }
 };
 
 /// Result helpers.

@@ -115,18 +115,26 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
   st.tick_interval = std::clamp(context->idle_timeout / 4, std::chrono::milliseconds{20},
                                 std::chrono::milliseconds{5000});
   self->delayed_send(self, st.tick_interval, region_tick{});
+  // An aggregate that dies without the stop handshake (a crash) shows up
+  // here; released ones were demonitored first.
   self->set_down_handler([self](caf::down_msg& down) {
     auto& st = self->state;
     for (auto it = st.entries.begin(); it != st.entries.end(); ++it) {
       if (it->second.actor.address() == down.source) {
-        // Released actors were erased or replaced already; one still here
-        // died without the handshake.
         st.context->log->error("aggregate actor of {} died: {}", it->first,
                                caf::to_string(down.reason));
+        // It never announced its stop, so it is still counted as live.
+        st.context->counters.live_aggregates.fetch_sub(1, std::memory_order_relaxed);
         on_actor_gone(self, it);
         return;
       }
     }
+  });
+  // Shutdown: take every aggregate down with the region; the commands they
+  // hold are answered (unavailable) by their completion tokens.
+  self->set_exit_handler([self](caf::exit_msg& exit) {
+    for (auto& [stream_id, entry] : self->state.entries) self->send_exit(entry.actor, exit.reason);
+    self->quit(exit.reason);
   });
 
   return {

@@ -169,6 +169,25 @@ TEST(PostgresStore, OneBadCommandNeverFailsItsBatchMates) {
   EXPECT_LT(after.batches - before.batches, good / 2);
 }
 
+TEST(PostgresStore, ARejectedAppendNeverRemovesSomeoneElsesEvent) {
+  // A command reusing a stored event id alongside a new one fails whole; the
+  // rows it did write are removed by position, never by id, so the event
+  // that owns the id stays.
+  auto store = make_store();
+  auto owner = unique("thing-owner");
+  auto first = one_event(owner, expected_version::no_stream());
+  auto owned_id = first.events[0].event_id;
+  ASSERT_EQ(sync::append(*store, first).error, store_errc::ok);
+  auto reuse = one_event(unique("thing-reuser"), expected_version::no_stream());
+  reuse.events.push_back(new_event{owned_id, "thing_happened", 1, R"({"n":2})"});
+  auto r = sync::append(*store, reuse);
+  EXPECT_EQ(r.error, store_errc::invalid_input) << r.message;
+  EXPECT_TRUE(sync::read_stream(*store, reuse.stream_id).events.empty());
+  auto kept = sync::read_stream(*store, owner).events;
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].event_id, owned_id);
+}
+
 TEST(PostgresStore, OversizedAndMalformedEventsNeverReachTheDatabase) {
   auto store = make_store(/*max_event_bytes=*/100);
   auto stream = unique("thing-big");

@@ -163,6 +163,12 @@ TEST_P(EventStoreContract, MalformedAppendsAreRejectedBeforeStorage) {
   auto bad_id = request(s("i"), expected_version::any(), 1);
   bad_id.events[0].event_id = "not-a-uuid";
   EXPECT_EQ(sync::append(*store_, bad_id).error, store_errc::invalid_input);
+  auto twice = request(s("i"), expected_version::any(), 2);
+  twice.events[1].event_id = twice.events[0].event_id;
+  EXPECT_EQ(sync::append(*store_, twice).error, store_errc::invalid_input);
+  auto bad_type = request(s("i"), expected_version::any(), 1);
+  bad_type.events[0].type = "bad\xff\xfe";
+  EXPECT_EQ(sync::append(*store_, bad_type).error, store_errc::invalid_input);
   auto empty = request(s("i"), expected_version::any(), 0);
   EXPECT_EQ(sync::append(*store_, empty).error, store_errc::invalid_input);
   EXPECT_TRUE(sync::read_stream(*store_, s("i")).events.empty());

@@ -62,6 +62,9 @@ TEST(Config, DescribeRedactsPasswords) {
   auto text = cfg.describe();
   EXPECT_EQ(text.find("hunter2"), std::string::npos);
   EXPECT_NE(text.find("postgresql://u:***@h:1/db"), std::string::npos);
+  EXPECT_EQ(redact_url("postgresql://u:p@ss@h:1/db"), "postgresql://u:***@h:1/db");
+  EXPECT_EQ(redact_url("host=h password=secret dbname=d"), "host=h password=*** dbname=d");
+  EXPECT_EQ(redact_url("postgresql://u@h:1/db"), "postgresql://u@h:1/db");
 }
 
 }  // namespace
