@@ -17,8 +17,11 @@ struct migration {
 const migration migrations[] = {
     {1, "create events",
      R"sql(
--- Positions come from a sequence, reserved in blocks by troupe_append_events.
-CREATE SEQUENCE troupe_events_position_seq AS bigint;
+-- Positions come from this sequence, reserved in blocks by
+-- troupe_reserve_positions only. It must keep CACHE 1, and nothing else may
+-- draw from it or insert events without that function: gap-safe readers rely
+-- on positions following transaction-id order.
+CREATE SEQUENCE troupe_events_position_seq AS bigint CACHE 1;
 CREATE TABLE troupe_events (
   global_position bigint PRIMARY KEY,
   stream_id text NOT NULL,
