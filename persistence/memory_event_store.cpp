@@ -56,19 +56,13 @@ void memory_event_store::append(append_request request, append_callback done) {
         result.actual_version = current;
       } else {
         result.first_version = current.next();
+        auto info = std::make_shared<const append_info>(
+            append_info{request.stream_id, std::move(request.metadata), request.recorded_at});
         for (auto& e : request.events) {
-          recorded_event r;
-          r.event_id = std::move(e.event_id);
-          r.stream_id = request.stream_id;
-          r.version = current = current.next();
-          r.position = global_position{static_cast<std::int64_t>(log_.size()) + 1};
-          r.type = std::move(e.type);
-          r.schema_version = e.schema_version;
-          r.data = std::move(e.data);
-          r.metadata = request.metadata;
-          r.recorded_at = request.recorded_at;
+          current = current.next();
           indexes.push_back(log_.size());
-          log_.push_back(std::move(r));
+          log_.push_back(stored_event{info, std::move(e.event_id), std::move(e.type),
+                                      std::move(e.data), current, e.schema_version});
         }
         result.last_version = current;
         result.last_position = global_position{static_cast<std::int64_t>(log_.size())};
@@ -90,7 +84,7 @@ void memory_event_store::read_stream(std::string stream_id, stream_version from,
     } else if (auto it = streams_.find(stream_id); it != streams_.end()) {
       auto first = static_cast<std::size_t>(std::max<std::int64_t>(from.value, 1) - 1);
       for (auto i = first; i < it->second.size() && result.events.size() < max_count; ++i)
-        result.events.push_back(log_[it->second[i]]);
+        result.events.push_back(materialise(it->second[i]));
     }
   }
   done(std::move(result));
@@ -108,7 +102,7 @@ void memory_event_store::read_all(global_position after, std::size_t max_count,
       // Appends are atomic under the mutex, so nothing can commit late here.
       for (auto i = static_cast<std::size_t>(std::max<std::int64_t>(after.value, 0));
            i < log_.size() && result.events.size() < max_count; ++i)
-        result.events.push_back(log_[i]);
+        result.events.push_back(materialise(i));
     }
   }
   done(std::move(result));
@@ -143,6 +137,21 @@ void memory_event_store::save_snapshot(snapshot_record snapshot, done_callback d
     }
   }
   done(error, std::move(message));
+}
+
+recorded_event memory_event_store::materialise(std::size_t index) const {
+  const auto& s = log_[index];
+  recorded_event e;
+  e.event_id = s.event_id;
+  e.stream_id = s.append->stream_id;
+  e.version = s.version;
+  e.position = global_position{static_cast<std::int64_t>(index) + 1};
+  e.type = s.type;
+  e.schema_version = s.schema_version;
+  e.data = s.data;
+  e.metadata = s.append->metadata;
+  e.recorded_at = s.append->recorded_at;
+  return e;
 }
 
 std::size_t memory_event_store::event_count() const {

@@ -34,8 +34,24 @@ class memory_event_store final : public event_store {
  private:
   bool take_injected_failure();
 
+  /// What all events of one append share, stored once.
+  struct append_info {
+    std::string stream_id;
+    event_metadata metadata;
+    clock_type::time_point recorded_at;
+  };
+  struct stored_event {
+    std::shared_ptr<const append_info> append;
+    std::string event_id;
+    std::string type;
+    std::string data;
+    stream_version version;
+    int schema_version;
+  };
+  recorded_event materialise(std::size_t index) const;
+
   mutable std::mutex mutex_;
-  std::deque<recorded_event> log_;  // index = position - 1; a deque never moves old events
+  std::deque<stored_event> log_;  // index = position - 1; a deque never moves old events
   std::unordered_map<std::string, std::vector<std::size_t>> streams_;
   std::unordered_map<std::string, snapshot_record> snapshots_;
   std::size_t failures_to_inject_ = 0;
