@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "persistence/postgres/migrations.hpp"
+#include "persistence/postgres/pg_connection.hpp"
 #include "persistence/validation.hpp"
 
 namespace troupe {
@@ -110,6 +111,11 @@ std::string with_connect_timeout(const std::string& url) {
   return out;
 }
 
+/// Current version of each given stream (0 when it has none).
+const std::string versions_sql =
+    "SELECT s, coalesce((SELECT max(stream_version) FROM troupe_events e "
+    "WHERE e.stream_id = s), 0) FROM unnest($1::text[]) AS s";
+
 const char* const event_columns =
     "global_position, stream_version, event_id::text, event_type, schema_version, data::text, "
     "metadata->>'command_id', metadata->>'correlation_id', metadata->>'causation_id', "
@@ -135,19 +141,6 @@ recorded_event event_from_row(const pqxx::row& row) {
 }
 
 void prepare_statements(pqxx::connection& c) {
-  c.prepare("troupe_append",
-            "SELECT first_position, inserted FROM troupe_append_events("
-            "$1::text[], $2::bigint[], $3::bigint[], $4::uuid[], $5::text[], $6::int[], "
-            "$7::text[], $8::text[], $9::bigint[])");
-  // Rows this batch wrote, by the positions it reserved: never by event id,
-  // which could name a row written long ago.
-  c.prepare("troupe_inserted_positions",
-            "SELECT global_position FROM troupe_events WHERE global_position BETWEEN $1 AND $2");
-  c.prepare("troupe_versions",
-            "SELECT s, coalesce((SELECT max(stream_version) FROM troupe_events e "
-            "WHERE e.stream_id = s), 0) FROM unnest($1::text[]) AS s");
-  c.prepare("troupe_delete_positions",
-            "DELETE FROM troupe_events WHERE global_position = ANY($1::bigint[])");
   c.prepare("troupe_read_stream", std::string("SELECT ") + event_columns +
                                       " FROM troupe_events WHERE stream_id = $1 AND "
                                       "stream_version >= $2 ORDER BY stream_version LIMIT $3");
@@ -276,18 +269,19 @@ struct postgres_event_store::impl {
   /// command's expected version exists. A unique-key violation (a stale
   /// writer, a duplicate event id) or a failed check aborts it, and the
   /// batch is redone the careful way, where only the offenders fail.
-  /// Throws pqxx::broken_connection (outcome unknown) and pqxx::sql_error.
-  void run_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+  /// Throws postgres::pg_error (connection_lost: the outcome is unknown).
+  void run_batch(postgres::pg_connection& conn, std::vector<pending_append>& batch) {
     try {
       if (copy_batch(conn, batch)) return;
-    } catch (const pqxx::unique_violation&) {
+    } catch (const postgres::pg_error& e) {
+      if (e.connection_lost || !e.sqlstate.starts_with("23")) throw;
     }
     careful_batch(conn, batch);
   }
 
   /// The version each command appends after: its expected version, or for
   /// `any` the stream's current version read in this transaction.
-  static std::vector<std::int64_t> base_versions(pqxx::transaction_base& tx,
+  static std::vector<std::int64_t> base_versions(postgres::pg_connection& conn,
                                                  const std::vector<pending_append>& batch) {
     std::vector<std::int64_t> base(batch.size(), 0);
     array_literal any_streams;
@@ -303,8 +297,9 @@ struct postgres_event_store::impl {
     }
     if (has_any) {
       std::unordered_map<std::string, std::int64_t> current;
-      for (const auto& row : tx.exec_prepared("troupe_versions", any_streams.finish()))
-        current[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+      auto rows = conn.exec_params(versions_sql, {any_streams.finish()});
+      for (int r = 0; r < rows.size(); ++r)
+        current[std::string(rows.text(r, 0))] = rows.integer(r, 1);
       for (std::size_t i = 0; i < batch.size(); ++i)
         if (batch[i].request.expected.which() == expected_version::kind::any)
           base[i] = current[batch[i].request.stream_id];
@@ -360,79 +355,103 @@ struct postgres_event_store::impl {
 
   /// The fast path. Returns false (nothing written) when a command's
   /// expected version is not in the store. Four round trips: BEGIN with the
-  /// position reservation, COPY (start, data and end), the version check
-  /// with COMMIT. The transaction block is driven by hand (libpqxx's own
-  /// would add two more round trips).
-  bool copy_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
+  /// position reservation, COPY (start; all rows in one buffer; end), the
+  /// version check with COMMIT.
+  bool copy_batch(postgres::pg_connection& conn, std::vector<pending_append>& batch) {
     auto mark = std::chrono::steady_clock::now();
-    pqxx::nontransaction tx(conn);
     auto rows = row_count(batch);
     try {
       auto first_position =
-          tx.exec("BEGIN; SELECT troupe_reserve_positions(" + std::to_string(rows) + ")")[0][0]
-              .as<std::int64_t>();
-      auto base = base_versions(tx, batch);
+          conn.exec("BEGIN; SELECT troupe_reserve_positions(" + std::to_string(rows) + ")")
+              .integer(0, 0);
+      auto base = base_versions(conn, batch);
       std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
       array_literal guard_streams, guard_versions;
       bool has_guard = false;
-      {
-        static const std::vector<std::string> columns{
-            "global_position", "stream_id", "stream_version", "event_id",   "event_type",
-            "schema_version",  "data",      "metadata",       "recorded_at"};
-        pqxx::stream_to copy(tx, "troupe_events", columns);
-        auto position = first_position;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-          const auto& p = batch[i];
-          const auto& r = p.request;
-          auto version = base[i];
-          for (const auto& e : r.events)
-            copy << std::forward_as_tuple(position++, r.stream_id, ++version, e.event_id, e.type,
-                                          e.schema_version, e.data, p.metadata_text,
-                                          p.recorded_text);
-          inserted[i] = static_cast<std::int64_t>(r.events.size());
-          last_position[i] = position - 1;
-          if (base[i] > 0) {
-            guard_streams.quoted(r.stream_id);
-            guard_versions.number(base[i]);
-            has_guard = true;
-          }
+      std::string copy;
+      std::size_t bytes = 0;
+      for (const auto& p : batch)
+        for (const auto& e : p.request.events)
+          bytes += e.data.size() + p.metadata_text.size() + p.request.stream_id.size() + 128;
+      copy.reserve(bytes + bytes / 16);
+      auto position = first_position;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& p = batch[i];
+        const auto& r = p.request;
+        auto version = base[i];
+        for (const auto& e : r.events) {
+          // global_position, stream_id, stream_version, event_id, event_type,
+          // schema_version, data, metadata, recorded_at
+          copy += std::to_string(position++);
+          copy.push_back('\t');
+          postgres::pg_connection::append_copy_field(copy, r.stream_id);
+          copy.push_back('\t');
+          copy += std::to_string(++version);
+          copy.push_back('\t');
+          copy += e.event_id;  // a validated UUID: nothing to escape
+          copy.push_back('\t');
+          postgres::pg_connection::append_copy_field(copy, e.type);
+          copy.push_back('\t');
+          copy += std::to_string(e.schema_version);
+          copy.push_back('\t');
+          postgres::pg_connection::append_copy_field(copy, e.data);
+          copy.push_back('\t');
+          postgres::pg_connection::append_copy_field(copy, p.metadata_text);
+          copy.push_back('\t');
+          copy += p.recorded_text;
+          copy.push_back('\n');
         }
-        build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-        copy.complete();
+        inserted[i] = static_cast<std::int64_t>(r.events.size());
+        last_position[i] = position - 1;
+        if (base[i] > 0) {
+          guard_streams.quoted(r.stream_id);
+          guard_versions.number(base[i]);
+          has_guard = true;
+        }
       }
+      build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
+      conn.copy_in(
+          "COPY troupe_events (global_position, stream_id, stream_version, event_id, event_type, "
+          "schema_version, data, metadata, recorded_at) FROM STDIN",
+          copy);
       execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
       // The unique key stops a stream from being written twice at a
       // version; the check stops a write that would leave a gap below it.
       // It raises (TR001) when a version is missing, so COMMIT never runs.
       if (has_guard)
-        tx.exec("SELECT troupe_check_versions(" + tx.quote(guard_streams.finish()) + "::text[], " +
-                tx.quote(guard_versions.finish()) + "::bigint[]); COMMIT");
+        conn.exec("SELECT troupe_check_versions(" + conn.quote(guard_streams.finish()) +
+                  "::text[], " + conn.quote(guard_versions.finish()) + "::bigint[]); COMMIT");
       else
-        tx.exec("COMMIT");
+        conn.exec("COMMIT");
       commit_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
       std::unordered_map<std::string, std::int64_t> none;
       finish_results(batch, base, inserted, last_position, none);
       return true;
-    } catch (const pqxx::broken_connection&) {
-      throw;  // the outcome is unknown; the connection is gone anyway
-    } catch (const pqxx::sql_error& e) {
+    } catch (const postgres::pg_error& e) {
+      if (e.connection_lost) throw;  // the outcome is unknown
       // pg_advisory_unlock_all: a cancelled reservation must not leave the
       // positions lock held by this session.
-      tx.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
-      if (e.sqlstate() == "TR001") return false;
+      conn.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
+      if (e.sqlstate == "TR001") return false;
       throw;
-    } catch (const std::exception& e) {
-      // A failed COPY write leaves libpqxx with a pending error and the
-      // session in an unknown state: treat the connection as lost.
-      throw pqxx::broken_connection(e.what());
     }
   }
 
   /// The careful path: troupe_append_events skips rows that cannot go in;
   /// commands missing rows are then removed whole and explained.
-  void careful_batch(pqxx::connection& conn, std::vector<pending_append>& batch) {
-    pqxx::work tx(conn);
-    auto base = base_versions(tx, batch);
+  void careful_batch(postgres::pg_connection& conn, std::vector<pending_append>& batch) {
+    conn.exec("BEGIN");
+    try {
+      careful_batch_in_transaction(conn, batch);
+    } catch (const postgres::pg_error& e) {
+      if (!e.connection_lost) conn.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
+      throw;
+    }
+  }
+
+  void careful_batch_in_transaction(postgres::pg_connection& conn,
+                                    std::vector<pending_append>& batch) {
+    auto base = base_versions(conn, batch);
     array_literal streams, versions, expected, ids, types, schemas, data, metadata, recorded;
     auto total_rows = row_count(batch);
     for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -453,18 +472,25 @@ struct postgres_event_store::impl {
         ++k;
       }
     }
-    auto outcome = tx.exec_prepared1(
-        "troupe_append", streams.finish(), versions.finish(), expected.finish(), ids.finish(),
-        types.finish(), schemas.finish(), data.finish(), metadata.finish(), recorded.finish());
-    auto first_position = outcome[0].as<std::int64_t>();
+    auto outcome = conn.exec_params(
+        "SELECT first_position, inserted FROM troupe_append_events($1::text[], $2::bigint[], "
+        "$3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::text[], $9::bigint[])",
+        {streams.finish(), versions.finish(), expected.finish(), ids.finish(), types.finish(),
+         schemas.finish(), data.finish(), metadata.finish(), recorded.finish()});
+    auto first_position = outcome.integer(0, 0);
 
     // Row k of the batch was given position first_position + k whether or
     // not it went in.
     std::unordered_set<std::int64_t> present;
-    for (const auto& row :
-         tx.exec_prepared("troupe_inserted_positions", first_position,
-                          first_position + static_cast<std::int64_t>(total_rows) - 1))
-      present.insert(row[0].as<std::int64_t>());
+    {
+      // Rows this batch wrote, by the positions it reserved: never by event
+      // id, which could name a row written long ago.
+      auto rows = conn.exec_params(
+          "SELECT global_position FROM troupe_events WHERE global_position BETWEEN $1 AND $2",
+          {std::to_string(first_position),
+           std::to_string(first_position + static_cast<std::int64_t>(total_rows) - 1)});
+      for (int r = 0; r < rows.size(); ++r) present.insert(rows.integer(r, 0));
+    }
     std::vector<std::int64_t> inserted(batch.size(), 0), last_position(batch.size(), 0);
     auto position = first_position;
     for (std::size_t i = 0; i < batch.size(); ++i)
@@ -493,16 +519,20 @@ struct postgres_event_store::impl {
         }
     }
     std::unordered_map<std::string, std::int64_t> actual;
-    if (has_partial) tx.exec_prepared("troupe_delete_positions", partial_positions.finish());
-    if (has_failed)
-      for (const auto& row : tx.exec_prepared("troupe_versions", failed_streams.finish()))
-        actual[row[0].as<std::string>()] = row[1].as<std::int64_t>();
-    tx.commit();
+    if (has_partial)
+      conn.exec_params("DELETE FROM troupe_events WHERE global_position = ANY($1::bigint[])",
+                       {partial_positions.finish()});
+    if (has_failed) {
+      auto rows = conn.exec_params(versions_sql, {failed_streams.finish()});
+      for (int r = 0; r < rows.size(); ++r)
+        actual[std::string(rows.text(r, 0))] = rows.integer(r, 1);
+    }
+    conn.exec("COMMIT");
     finish_results(batch, base, inserted, last_position, actual);
   }
 
   void writer_loop() {
-    std::unique_ptr<pqxx::connection> conn;
+    std::unique_ptr<postgres::pg_connection> conn;
     std::vector<pending_append> batch;
     batch.reserve(options.batch_max_commands);
     while (true) {
@@ -526,7 +556,7 @@ struct postgres_event_store::impl {
       }
       if (!conn) {
         try {
-          conn = open_connection(options.url);
+          conn = std::make_unique<postgres::pg_connection>(with_connect_timeout(options.url));
         } catch (const std::exception& e) {
           connection_failures.fetch_add(1, std::memory_order_relaxed);
           auto message = "PostgreSQL unreachable: " + clean_message(e.what());
@@ -549,17 +579,20 @@ struct postgres_event_store::impl {
       }
       try {
         run_batch(*conn, batch);
-      } catch (const pqxx::broken_connection& e) {
-        conn.reset();
-        connection_failures.fetch_add(1, std::memory_order_relaxed);
-        log->warn("event store writer lost its connection: {}", clean_message(e.what()));
-        fail_all(batch, store_errc::unavailable,
-                 "connection to PostgreSQL lost during the append; its outcome is unknown");
-      } catch (const pqxx::in_doubt_error& e) {
-        conn.reset();
-        connection_failures.fetch_add(1, std::memory_order_relaxed);
-        fail_all(batch, store_errc::unavailable,
-                 "connection lost during commit; the append's outcome is unknown");
+      } catch (const postgres::pg_error& e) {
+        if (e.connection_lost) {
+          conn.reset();
+          connection_failures.fetch_add(1, std::memory_order_relaxed);
+          log->warn("event store writer lost its connection: {}", clean_message(e.what()));
+          fail_all(batch, store_errc::unavailable,
+                   "connection to PostgreSQL lost during the append; its outcome is unknown");
+        } else {
+          // A row the database refused (validation should have caught it):
+          // isolate it so only its own command fails.
+          log->warn("batch of {} failed ({}); retrying its commands one by one", batch.size(),
+                    clean_message(e.what()));
+          run_one_by_one(conn, batch);
+        }
       } catch (const std::exception& e) {
         // A row the database refused (validation should have caught it):
         // isolate it so only its own command fails.
@@ -577,22 +610,26 @@ struct postgres_event_store::impl {
     }
   }
 
-  void run_one_by_one(std::unique_ptr<pqxx::connection>& conn, std::vector<pending_append>& batch) {
+  void run_one_by_one(std::unique_ptr<postgres::pg_connection>& conn,
+                      std::vector<pending_append>& batch) {
     for (auto& p : batch) {
       std::vector<pending_append> single;
       single.push_back(std::move(p));
       try {
-        if (!conn) throw pqxx::broken_connection("not connected");
+        if (!conn) throw postgres::pg_error("not connected", "", true);
         run_batch(*conn, single);
-      } catch (const pqxx::broken_connection&) {
-        conn.reset();
-        fail_all(single, store_errc::unavailable,
-                 "connection to PostgreSQL lost during the append; its outcome is unknown");
-      } catch (const pqxx::sql_error& e) {
+      } catch (const postgres::pg_error& e) {
+        if (e.connection_lost) {
+          conn.reset();
+          fail_all(single, store_errc::unavailable,
+                   "connection to PostgreSQL lost during the append; its outcome is unknown");
+          p = std::move(single.front());
+          continue;
+        }
         // Data errors (class 22) and constraint violations (23) are the
         // command's own fault; anything else (read-only after a failover,
         // disk full, timeouts) is the database's, and worth retrying.
-        auto state = e.sqlstate();
+        const auto& state = e.sqlstate;
         if (state.starts_with("22") || state.starts_with("23")) {
           rejected_inputs.fetch_add(1, std::memory_order_relaxed);
           fail_all(single, store_errc::invalid_input,
