@@ -767,17 +767,18 @@ void postgres_event_store::append(append_request request, append_callback done) 
   pending.done(std::move(r));
 }
 
-void postgres_event_store::read_stream(std::string stream_id, stream_version from,
-                                       std::size_t max_count, read_callback done) {
-  auto shared_done = std::make_shared<read_callback>(std::move(done));
-  impl_->submit_read(read_job{
-      [stream_id = std::move(stream_id), from, max_count, shared_done](pqxx::connection& c) {
+namespace {
+
+/// A reader job running one prepared statement that returns events.
+template <class... Params>
+read_job event_query(const char* statement, event_store::read_callback done, Params... params) {
+  auto shared_done = std::make_shared<event_store::read_callback>(std::move(done));
+  return read_job{
+      [statement, shared_done, params...](pqxx::connection& c) {
         read_result result;
         {
           pqxx::nontransaction tx(c);  // one statement: no BEGIN/COMMIT round trips
-          auto rows = tx.exec_prepared(
-              "troupe_read_stream", stream_id, from.value,
-              static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX)));
+          auto rows = tx.exec_prepared(statement, params...);
           result.events.reserve(rows.size());
           for (const auto& row : rows) result.events.push_back(event_from_row(row));
         }
@@ -786,31 +787,26 @@ void postgres_event_store::read_stream(std::string stream_id, stream_version fro
         });
       },
       [shared_done](store_errc e, std::string m) {
-        (*shared_done)(read_result{e, m, {}});
-      }});
+        (*shared_done)(read_result{e, std::move(m), {}});
+      }};
+}
+
+std::int64_t row_limit(std::size_t max_count) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX));
+}
+
+}  // namespace
+
+void postgres_event_store::read_stream(std::string stream_id, stream_version from,
+                                       std::size_t max_count, read_callback done) {
+  impl_->submit_read(event_query("troupe_read_stream", std::move(done), std::move(stream_id),
+                                 from.value, row_limit(max_count)));
 }
 
 void postgres_event_store::read_all(global_position after, std::size_t max_count,
                                     read_callback done) {
-  auto shared_done = std::make_shared<read_callback>(std::move(done));
   impl_->submit_read(
-      read_job{[after, max_count, shared_done](pqxx::connection& c) {
-                 read_result result;
-                 {
-                   pqxx::nontransaction tx(c);  // one statement: no BEGIN/COMMIT round trips
-                   auto rows = tx.exec_prepared(
-                       "troupe_read_all", after.value,
-                       static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX)));
-                   result.events.reserve(rows.size());
-                   for (const auto& row : rows) result.events.push_back(event_from_row(row));
-                 }
-                 return std::function<void()>([shared_done, result = std::move(result)]() mutable {
-                   (*shared_done)(std::move(result));
-                 });
-               },
-               [shared_done](store_errc e, std::string m) {
-                 (*shared_done)(read_result{e, m, {}});
-               }});
+      event_query("troupe_read_all", std::move(done), after.value, row_limit(max_count)));
 }
 
 void postgres_event_store::load_snapshot(std::string stream_id, snapshot_callback done) {
