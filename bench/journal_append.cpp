@@ -93,68 +93,81 @@ troupe::append_request make_append(const std::string& stream, std::int64_t versi
 }
 
 /// Closed loop: each of `streams` streams appends its next event as soon as
-/// the previous one is acknowledged, for `seconds` after a warm-up.
+/// the previous one is acknowledged, for `seconds` after a warm-up. As in a
+/// node, where an acknowledgement is a message to an actor that issues the
+/// next command, acknowledgements only hand the stream to a client thread
+/// (this one), which issues the next append; the store's writer threads do
+/// not run client work.
 load_result closed_loop(troupe::postgres_event_store& store, int streams, double seconds) {
   struct state {
     std::mutex mutex;
+    std::condition_variable ready_changed;
+    std::vector<int> ready;  // streams whose last append was acknowledged
     std::vector<double> latencies_ms;
     std::int64_t counted = 0;
-    bool measuring = false, stopping = false;
-    int running = 0;
-    std::condition_variable idle;
+    bool measuring = false;
   } st;
   auto prefix = "bench-" + run_id() + "-" + std::to_string(streams) + "-";
   std::vector<std::int64_t> versions(static_cast<std::size_t>(streams), 0);
+  int outstanding = 0;  // client thread only
 
-  std::function<void(int)> next = [&](int s) {
+  auto issue = [&](int s) {
     auto started = steady::now();
-    auto version = versions[static_cast<std::size_t>(s)];
-    store.append(
-        make_append(prefix + std::to_string(s), version), [&, s, started](troupe::append_result r) {
-          if (r.error != troupe::store_errc::ok) {
-            std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
-            std::exit(1);
-          }
-          auto ms = std::chrono::duration<double, std::milli>(steady::now() - started).count();
-          versions[static_cast<std::size_t>(s)] = r.last_version.value;
-          {
-            std::lock_guard lock{st.mutex};
-            if (st.measuring) {
-              st.latencies_ms.push_back(ms);
-              ++st.counted;
-            }
-            if (st.stopping) {
-              if (--st.running == 0) st.idle.notify_all();
-              return;
-            }
-          }
-          next(s);
-        });
+    store.append(make_append(prefix + std::to_string(s), versions[static_cast<std::size_t>(s)]),
+                 [&, s, started](troupe::append_result r) {
+                   if (r.error != troupe::store_errc::ok) {
+                     std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
+                     std::exit(1);
+                   }
+                   auto ms =
+                       std::chrono::duration<double, std::milli>(steady::now() - started).count();
+                   std::lock_guard lock{st.mutex};
+                   versions[static_cast<std::size_t>(s)] = r.last_version.value;
+                   if (st.measuring) {
+                     st.latencies_ms.push_back(ms);
+                     ++st.counted;
+                   }
+                   st.ready.push_back(s);
+                   st.ready_changed.notify_one();
+                 });
+    ++outstanding;
   };
-  st.running = streams;
-  for (int s = 0; s < streams; ++s) next(s);
-  std::this_thread::sleep_for(std::chrono::milliseconds{500});  // warm-up
-  {
-    std::lock_guard lock{st.mutex};
-    st.measuring = true;
+  for (int s = 0; s < streams; ++s) issue(s);
+  auto warm_until = steady::now() + std::chrono::milliseconds{500};
+  auto stop_at = warm_until + std::chrono::duration_cast<steady::duration>(
+                                  std::chrono::duration<double>(seconds));
+  bool warm = false;
+  std::vector<int> batch;
+  auto measured_from = warm_until;
+  while (true) {
+    {
+      std::unique_lock lock{st.mutex};
+      st.ready_changed.wait_until(lock, std::min(warm ? stop_at : warm_until, stop_at),
+                                  [&] { return !st.ready.empty(); });
+      auto now = steady::now();
+      if (!warm && now >= warm_until) {
+        warm = true;
+        st.measuring = true;
+        measured_from = now;
+      }
+      if (now >= stop_at) {
+        st.measuring = false;
+        break;
+      }
+      batch.swap(st.ready);
+    }
+    outstanding -= static_cast<int>(batch.size());
+    for (int s : batch) issue(s);
+    batch.clear();
   }
-  auto started = steady::now();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  double elapsed;
-  std::int64_t counted;
-  {
-    std::lock_guard lock{st.mutex};
-    st.measuring = false;
-    st.stopping = true;
-    elapsed = std::chrono::duration<double>(steady::now() - started).count();
-    counted = st.counted;
-  }
+  auto elapsed = std::chrono::duration<double>(steady::now() - measured_from).count();
+  // Let the appends in flight finish before the next level starts.
   {
     std::unique_lock lock{st.mutex};
-    st.idle.wait(lock, [&] { return st.running == 0; });
+    st.ready_changed.wait(lock, [&] { return static_cast<int>(st.ready.size()) == outstanding; });
   }
   std::sort(st.latencies_ms.begin(), st.latencies_ms.end());
-  return {static_cast<double>(counted) / elapsed, percentile(st.latencies_ms, 0.50),
+  return {static_cast<double>(st.counted) / elapsed, percentile(st.latencies_ms, 0.50),
           percentile(st.latencies_ms, 0.99)};
 }
 
