@@ -92,6 +92,16 @@ class event_store {
 
   /// Stores a snapshot, replacing an older one of the same stream.
   virtual void save_snapshot(snapshot_record snapshot, done_callback done) = 0;
+
+  using checkpoint_callback = std::function<void(store_errc, std::string, global_position)>;
+
+  /// The position a named reader of the global order (the publisher, a
+  /// projection) has finished with; 0 when it never saved one.
+  virtual void load_checkpoint(std::string name, checkpoint_callback done) = 0;
+
+  /// Records that `name` has finished with everything up to `position`.
+  /// Never moves a checkpoint backwards.
+  virtual void save_checkpoint(std::string name, global_position position, done_callback done) = 0;
 };
 
 }  // namespace troupe

@@ -139,6 +139,39 @@ void memory_event_store::save_snapshot(snapshot_record snapshot, done_callback d
   done(error, std::move(message));
 }
 
+void memory_event_store::load_checkpoint(std::string name, checkpoint_callback done) {
+  store_errc error = store_errc::ok;
+  std::string message;
+  global_position position;
+  {
+    std::lock_guard lock{mutex_};
+    if (take_injected_failure()) {
+      error = store_errc::unavailable;
+      message = "injected failure";
+    } else if (auto it = checkpoints_.find(name); it != checkpoints_.end()) {
+      position = it->second;
+    }
+  }
+  done(error, std::move(message), position);
+}
+
+void memory_event_store::save_checkpoint(std::string name, global_position position,
+                                         done_callback done) {
+  store_errc error = store_errc::ok;
+  std::string message;
+  {
+    std::lock_guard lock{mutex_};
+    if (take_injected_failure()) {
+      error = store_errc::unavailable;
+      message = "injected failure";
+    } else {
+      auto& slot = checkpoints_[name];
+      slot = std::max(slot, position);
+    }
+  }
+  done(error, std::move(message));
+}
+
 recorded_event memory_event_store::materialise(std::size_t index) const {
   const auto& s = log_[index];
   recorded_event e;

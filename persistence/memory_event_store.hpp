@@ -24,6 +24,8 @@ class memory_event_store final : public event_store {
   void read_all(global_position after, std::size_t max_count, read_callback done) override;
   void load_snapshot(std::string stream_id, snapshot_callback done) override;
   void save_snapshot(snapshot_record snapshot, done_callback done) override;
+  void load_checkpoint(std::string name, checkpoint_callback done) override;
+  void save_checkpoint(std::string name, global_position position, done_callback done) override;
 
   /// Test hook: the next `count` operations fail with `unavailable`.
   void fail_next(std::size_t count);
@@ -54,6 +56,7 @@ class memory_event_store final : public event_store {
   std::deque<stored_event> log_;  // index = position - 1; a deque never moves old events
   std::unordered_map<std::string, std::vector<std::size_t>> streams_;
   std::unordered_map<std::string, snapshot_record> snapshots_;
+  std::unordered_map<std::string, global_position> checkpoints_;
   std::size_t failures_to_inject_ = 0;
   std::size_t max_event_bytes_;
 };

@@ -150,6 +150,12 @@ void prepare_statements(pqxx::connection& c) {
             std::string("SELECT ") + event_columns +
                 " FROM troupe_events WHERE global_position > $1 AND transaction_id < "
                 "pg_snapshot_xmin(pg_current_snapshot()) ORDER BY global_position LIMIT $2");
+  c.prepare("troupe_load_checkpoint", "SELECT position FROM troupe_checkpoints WHERE name = $1");
+  c.prepare(
+      "troupe_save_checkpoint",
+      "INSERT INTO troupe_checkpoints AS c (name, position, updated_at) VALUES ($1, $2, now()) "
+      "ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now() "
+      "WHERE c.position < excluded.position");
   c.prepare("troupe_load_snapshot",
             "SELECT stream_version, schema_version, state::text FROM troupe_snapshots "
             "WHERE stream_id = $1");
@@ -849,6 +855,44 @@ void postgres_event_store::save_snapshot(snapshot_record snapshot, done_callback
             [shared_done] { (*shared_done)(store_errc::ok, std::string()); });
       },
       [shared_done](store_errc e, std::string m) { (*shared_done)(e, std::move(m)); }});
+}
+
+void postgres_event_store::load_checkpoint(std::string name, checkpoint_callback done) {
+  auto shared_done = std::make_shared<checkpoint_callback>(std::move(done));
+  impl_->submit_read(read_job{[name = std::move(name), shared_done](pqxx::connection& c) {
+                                global_position position;
+                                {
+                                  pqxx::nontransaction tx(c);
+                                  auto rows = tx.exec_prepared("troupe_load_checkpoint", name);
+                                  if (!rows.empty())
+                                    position = global_position{rows[0][0].as<std::int64_t>()};
+                                }
+                                return std::function<void()>([shared_done, position] {
+                                  (*shared_done)(store_errc::ok, std::string(), position);
+                                });
+                              },
+                              [shared_done](store_errc e, std::string m) {
+                                (*shared_done)(e, std::move(m), global_position{});
+                              }});
+}
+
+void postgres_event_store::save_checkpoint(std::string name, global_position position,
+                                           done_callback done) {
+  if (name.empty() || name.size() > 200) {
+    done(store_errc::invalid_input, "checkpoint names are 1..200 characters");
+    return;
+  }
+  auto shared_done = std::make_shared<done_callback>(std::move(done));
+  impl_->submit_read(
+      read_job{[name = std::move(name), position, shared_done](pqxx::connection& c) {
+                 {
+                   pqxx::nontransaction tx(c);  // one statement, autocommit
+                   tx.exec_prepared("troupe_save_checkpoint", name, position.value);
+                 }
+                 return std::function<void()>(
+                     [shared_done] { (*shared_done)(store_errc::ok, std::string()); });
+               },
+               [shared_done](store_errc e, std::string m) { (*shared_done)(e, std::move(m)); }});
 }
 
 postgres_store_stats postgres_event_store::stats() const {

@@ -47,4 +47,21 @@ inline store_errc save_snapshot(event_store& store, snapshot_record snapshot) {
   return f.get();
 }
 
+inline std::pair<store_errc, global_position> load_checkpoint(event_store& store,
+                                                              std::string name) {
+  std::promise<std::pair<store_errc, global_position>> p;
+  auto f = p.get_future();
+  store.load_checkpoint(std::move(name), [&p](store_errc e, std::string, global_position at) {
+    p.set_value({e, at});
+  });
+  return f.get();
+}
+
+inline store_errc save_checkpoint(event_store& store, std::string name, global_position at) {
+  std::promise<store_errc> p;
+  auto f = p.get_future();
+  store.save_checkpoint(std::move(name), at, [&p](store_errc e, std::string) { p.set_value(e); });
+  return f.get();
+}
+
 }  // namespace troupe::sync

@@ -174,6 +174,18 @@ TEST_P(EventStoreContract, MalformedAppendsAreRejectedBeforeStorage) {
   EXPECT_TRUE(sync::read_stream(*store_, s("i")).events.empty());
 }
 
+TEST_P(EventStoreContract, CheckpointsStartAtZeroAndNeverMoveBack) {
+  auto name = "reader-" + run_;
+  auto fresh = sync::load_checkpoint(*store_, name);
+  ASSERT_EQ(fresh.first, store_errc::ok);
+  EXPECT_EQ(fresh.second, global_position{0});
+  ASSERT_EQ(sync::save_checkpoint(*store_, name, global_position{42}), store_errc::ok);
+  ASSERT_EQ(sync::save_checkpoint(*store_, name, global_position{7}), store_errc::ok);
+  EXPECT_EQ(sync::load_checkpoint(*store_, name).second, global_position{42});
+  ASSERT_EQ(sync::save_checkpoint(*store_, name, global_position{43}), store_errc::ok);
+  EXPECT_EQ(sync::load_checkpoint(*store_, name).second, global_position{43});
+}
+
 TEST_P(EventStoreContract, SnapshotsKeepTheNewest) {
   EXPECT_FALSE(sync::load_snapshot(*store_, s("h")).snapshot.has_value());
   ASSERT_EQ(sync::save_snapshot(*store_, {s("h"), stream_version{10}, 1, "{\"a\":10}"}),

@@ -310,6 +310,12 @@ class gated_store final : public troupe::event_store {
   void save_snapshot(troupe::snapshot_record s, done_callback d) override {
     inner_->save_snapshot(std::move(s), std::move(d));
   }
+  void load_checkpoint(std::string n, checkpoint_callback d) override {
+    inner_->load_checkpoint(std::move(n), std::move(d));
+  }
+  void save_checkpoint(std::string n, troupe::global_position p, done_callback d) override {
+    inner_->save_checkpoint(std::move(n), p, std::move(d));
+  }
 
  private:
   std::shared_ptr<troupe::event_store> inner_;
