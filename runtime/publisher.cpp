@@ -1,0 +1,269 @@
+#include "runtime/publisher.hpp"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "persistence/sync.hpp"
+
+namespace troupe {
+
+namespace {
+
+std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
+  std::string out = natsStatus_GetText(s);
+  if (code != 0) out += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
+  return out;
+}
+
+std::string rfc3339(clock_type::time_point t) {
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+  auto seconds = static_cast<std::time_t>(micros / 1000000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  auto n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof text - n, ".%06lldZ", static_cast<long long>(micros % 1000000));
+  return text;
+}
+
+void append_token(std::string& out, std::string_view token) {
+  for (char c : token) {
+    bool bad = c == '.' || c == '*' || c == '>' || c == ' ' || c == '\t' || c == '\r' ||
+               c == '\n' || static_cast<unsigned char>(c) < 0x20;
+    out.push_back(bad ? '_' : c);
+  }
+}
+
+}  // namespace
+
+std::string event_publisher::subject_of(std::string_view prefix, const recorded_event& event) {
+  std::string subject(prefix);
+  subject.push_back('.');
+  append_token(subject, stream_category(event.stream_id));
+  subject.push_back('.');
+  append_token(subject, event.type);
+  return subject;
+}
+
+struct event_publisher::impl {
+  std::shared_ptr<event_store> store;
+  publisher_options options;
+  std::shared_ptr<spdlog::logger> log;
+
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> alive{false};
+
+  std::atomic<std::int64_t> published{0}, duplicates{0}, failed_rounds{0}, checkpoint{0};
+  std::atomic<int> round_errors{0};  // set by the async error handler
+
+  static void on_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
+                             void* closure) {
+    auto* self = static_cast<impl*>(closure);
+    if (error == nullptr && ack != nullptr) {
+      self->published.fetch_add(1, std::memory_order_relaxed);
+      if (ack->Duplicate) self->duplicates.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      self->round_errors.fetch_add(1, std::memory_order_relaxed);
+      if (error != nullptr)
+        self->log->warn("publish failed: {}",
+                        error->ErrText != nullptr ? error->ErrText : nats_error(error->Err));
+    }
+    natsMsg_Destroy(msg);
+  }
+
+  void connect() {
+    natsOptions* opts = nullptr;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK) s = natsOptions_SetURL(opts, options.nats_url.c_str());
+    // Keep trying to reconnect for as long as the node runs; publishes in
+    // flight during an outage fail and the round is retried.
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK) s = natsConnection_Connect(&connection, opts);
+    natsOptions_Destroy(opts);
+    if (s != NATS_OK)
+      throw std::runtime_error("cannot connect to NATS at " + options.nats_url + ": " +
+                               nats_error(s));
+    jsOptions js_options;
+    jsOptions_Init(&js_options);
+    js_options.PublishAsync.MaxPending = options.max_pending;
+    js_options.PublishAsync.AckHandler = &impl::on_publish_ack;
+    js_options.PublishAsync.AckHandlerClosure = this;
+    s = natsConnection_JetStream(&js, connection, &js_options);
+    if (s != NATS_OK) throw std::runtime_error("cannot open JetStream: " + nats_error(s));
+  }
+
+  /// Creates the stream, or brings an existing one to the configured settings.
+  void ensure_stream() {
+    jsStreamConfig config;
+    jsStreamConfig_Init(&config);
+    auto wildcard = options.subject_prefix + ".>";
+    const char* subjects[] = {wildcard.c_str()};
+    config.Name = options.stream_name.c_str();
+    config.Subjects = subjects;
+    config.SubjectsLen = 1;
+    config.Storage = js_FileStorage;
+    config.Replicas = options.replicas;
+    config.Duplicates =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options.duplicate_window).count();
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddStream(&info, js, &config, nullptr, &code);
+    if (s != NATS_OK) {
+      // Already there (perhaps with other settings): update it instead.
+      code = static_cast<jsErrCode>(0);
+      s = js_UpdateStream(&info, js, &config, nullptr, &code);
+    }
+    if (info != nullptr) jsStreamInfo_Destroy(info);
+    if (s != NATS_OK)
+      throw std::runtime_error("cannot create or update JetStream stream " + options.stream_name +
+                               ": " + nats_error(s, code));
+  }
+
+  /// Publishes events asynchronously; false when one could not be sent.
+  bool publish(const recorded_event& e) {
+    natsMsg* msg = nullptr;
+    auto subject = subject_of(options.subject_prefix, e);
+    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, e.data.data(),
+                                  static_cast<int>(e.data.size()));
+    auto header = [&](const char* key, const std::string& value) {
+      if (s == NATS_OK) s = natsMsgHeader_Set(msg, key, value.c_str());
+    };
+    header("Nats-Msg-Id", e.event_id);
+    header("ce-specversion", "1.0");
+    header("ce-id", e.event_id);
+    header("ce-source", options.source);
+    header("ce-type", e.type);
+    header("ce-subject", e.stream_id);
+    header("ce-time", rfc3339(e.recorded_at));
+    header("ce-datacontenttype", "application/json");
+    header("troupe-position", std::to_string(e.position.value));
+    header("troupe-stream-version", std::to_string(e.version.value));
+    header("troupe-schema-version", std::to_string(e.schema_version));
+    header("troupe-correlation-id", e.metadata.correlation_id);
+    if (s == NATS_OK) s = js_PublishMsgAsync(js, &msg, nullptr);
+    if (msg != nullptr) natsMsg_Destroy(msg);  // still ours when the publish failed
+    if (s != NATS_OK) {
+      log->warn("cannot publish event {}: {}", e.event_id, nats_error(s));
+      return false;
+    }
+    return true;
+  }
+
+  /// Waits for every outstanding acknowledgement; false on a timeout or an
+  /// error (the unacknowledged ones are dropped: the round is retried).
+  bool wait_for_acks() {
+    jsPubOptions wait;
+    jsPubOptions_Init(&wait);
+    wait.MaxWait = options.ack_timeout.count();
+    natsStatus s = js_PublishAsyncComplete(js, &wait);
+    if (s != NATS_OK) {
+      natsMsgList pending{};
+      if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
+      log->warn("publish acknowledgements did not all arrive: {}", nats_error(s));
+      return false;
+    }
+    return round_errors.load(std::memory_order_relaxed) == 0;
+  }
+
+  void run() {
+    auto [error, position] = sync::load_checkpoint(*store, options.checkpoint_name);
+    while (error != store_errc::ok && !stopping) {
+      log->warn("publisher cannot read its checkpoint ({}); retrying", to_string(error));
+      std::this_thread::sleep_for(options.retry_backoff);
+      std::tie(error, position) = sync::load_checkpoint(*store, options.checkpoint_name);
+    }
+    checkpoint.store(position.value);
+    log->info("publisher resumes after position {}", position.value);
+    while (!stopping) {
+      auto read = sync::read_all(*store, position, options.batch_size);
+      if (read.error != store_errc::ok) {
+        failed_rounds.fetch_add(1, std::memory_order_relaxed);
+        std::this_thread::sleep_for(options.retry_backoff);
+        continue;
+      }
+      if (read.events.empty()) {
+        std::this_thread::sleep_for(options.poll_interval);
+        continue;
+      }
+      round_errors.store(0, std::memory_order_relaxed);
+      bool sent = true;
+      for (const auto& e : read.events) {
+        sent = publish(e);
+        if (!sent) break;
+      }
+      if (!wait_for_acks() || !sent) {
+        // Nothing moves forward: the round is sent again from the
+        // checkpoint, and what already arrived is dropped as duplicate.
+        failed_rounds.fetch_add(1, std::memory_order_relaxed);
+        std::this_thread::sleep_for(options.retry_backoff);
+        continue;
+      }
+      if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
+        log->warn("publisher: simulated crash before saving checkpoint {}",
+                  read.events.back().position.value);
+        break;
+      }
+      auto last = read.events.back().position;
+      while (sync::save_checkpoint(*store, options.checkpoint_name, last) != store_errc::ok &&
+             !stopping)
+        std::this_thread::sleep_for(options.retry_backoff);
+      position = last;
+      checkpoint.store(last.value);
+    }
+    alive = false;
+  }
+};
+
+event_publisher::event_publisher(std::shared_ptr<event_store> store, publisher_options options)
+    : impl_(new impl) {
+  impl_->store = std::move(store);
+  impl_->options = std::move(options);
+  impl_->log = impl_->options.log ? impl_->options.log : spdlog::default_logger();
+}
+
+event_publisher::~event_publisher() { stop(); }
+
+void event_publisher::start() {
+  auto& im = *impl_;
+  if (im.alive) return;
+  im.connect();
+  im.ensure_stream();
+  im.alive = true;
+  im.thread = std::thread([&im] { im.run(); });
+}
+
+void event_publisher::stop() {
+  auto& im = *impl_;
+  im.stopping = true;
+  if (im.thread.joinable()) im.thread.join();
+  if (im.js != nullptr) {
+    jsCtx_Destroy(im.js);
+    im.js = nullptr;
+  }
+  if (im.connection != nullptr) {
+    natsConnection_Destroy(im.connection);
+    im.connection = nullptr;
+  }
+}
+
+bool event_publisher::running() const { return impl_->alive; }
+
+publisher_stats event_publisher::stats() const {
+  publisher_stats s;
+  s.published = impl_->published.load();
+  s.duplicates = impl_->duplicates.load();
+  s.failed_rounds = impl_->failed_rounds.load();
+  s.checkpoint = impl_->checkpoint.load();
+  return s;
+}
+
+}  // namespace troupe

@@ -1,0 +1,80 @@
+#pragma once
+// The event publisher: reads the global order from the event store (gap-safe)
+// and publishes every committed event to a JetStream stream, subject
+// `troupe.events.<category>.<type>`, with `Nats-Msg-Id` = event id and
+// CloudEvents headers. Publishes are asynchronous with a bounded number
+// unacknowledged; its checkpoint (in the store) advances only after every
+// event up to it is acknowledged, so after a crash at any point it resumes
+// from the checkpoint and JetStream drops the re-sent duplicates (inside the
+// stream's duplicate window).
+//
+// Runs on its own thread (nats.c calls block). One active publisher per
+// database: the cluster part will guard start() with a lease.
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "persistence/event_store.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace troupe {
+
+struct publisher_options {
+  std::string nats_url;
+  std::string stream_name = "TROUPE_EVENTS";
+  std::string subject_prefix = "troupe.events";  // subjects: <prefix>.<category>.<type>
+  int replicas = 1;
+  std::chrono::seconds duplicate_window{120};
+  std::size_t batch_size = 500;     // events read and published per round
+  std::int64_t max_pending = 2000;  // unacknowledged publishes at most
+  std::chrono::milliseconds poll_interval{20};
+  std::chrono::milliseconds ack_timeout{10000};
+  std::chrono::milliseconds retry_backoff{500};
+  std::string source = "troupe";  // ce-source
+  std::string checkpoint_name = "publisher";
+  std::shared_ptr<spdlog::logger> log;
+  /// Test hook: called after a batch is acknowledged, before its checkpoint
+  /// is saved; returning true ends the publisher there, as a crash would.
+  std::function<bool()> crash_before_checkpoint;
+};
+
+struct publisher_stats {
+  std::int64_t published = 0;      // acknowledged publishes (duplicates included)
+  std::int64_t duplicates = 0;     // acknowledged as duplicates by JetStream
+  std::int64_t failed_rounds = 0;  // rounds retried after an error
+  std::int64_t checkpoint = 0;     // last saved position
+};
+
+class event_publisher {
+ public:
+  event_publisher(std::shared_ptr<event_store> store, publisher_options options);
+  ~event_publisher();
+  event_publisher(const event_publisher&) = delete;
+  event_publisher& operator=(const event_publisher&) = delete;
+
+  /// Connects, creates or updates the stream, starts the thread. Throws
+  /// std::runtime_error when NATS cannot be reached or the stream set up.
+  void start();
+  /// Finishes the round in progress and stops. Idempotent.
+  void stop();
+  /// True until stop() or a simulated crash ended the thread.
+  bool running() const;
+
+  publisher_stats stats() const;
+
+  /// `<prefix>.<category>.<type>`, with characters NATS does not allow in a
+  /// subject token replaced by '_'.
+  static std::string subject_of(std::string_view prefix, const recorded_event& event);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,235 @@
+// The publisher against real PostgreSQL and nats-server: every committed
+// event reaches JetStream once by id, in per-stream order, with CloudEvents
+// headers; a crash between publish and checkpoint re-sends without
+// duplicates; a nats-server restart loses nothing.
+
+#include "runtime/publisher.hpp"
+
+#include <gtest/gtest.h>
+#include <nats/nats.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "persistence/postgres_event_store.hpp"
+#include "persistence/sync.hpp"
+#include "pg_env.hpp"
+#include "runtime/uuid.hpp"
+
+namespace troupe {
+namespace {
+
+std::string unique(std::string_view prefix) {
+  static std::mt19937_64 random{std::random_device{}()};
+  return std::string(prefix) + std::to_string(random() % 1'000'000'000'000ULL);
+}
+
+std::shared_ptr<postgres_event_store> make_store() {
+  postgres_store_options o;
+  o.url = integration::postgres_url();
+  return std::make_shared<postgres_event_store>(std::move(o));
+}
+
+/// A publisher on a JetStream stream and subjects of its own, starting after
+/// everything already in the (shared) test database.
+struct test_publisher_setup {
+  std::string run = unique("t");
+  std::string stream = "TROUPE_TEST_" + run;
+  std::string prefix = "troupetest" + run + ".events";
+  std::string checkpoint = "publisher-test-" + run;
+
+  publisher_options options() const {
+    publisher_options o;
+    o.nats_url = integration::required_env("TROUPE_NATS_URL");
+    o.stream_name = stream;
+    o.subject_prefix = prefix;
+    o.checkpoint_name = checkpoint;
+    o.poll_interval = std::chrono::milliseconds{5};
+    o.retry_backoff = std::chrono::milliseconds{100};
+    o.ack_timeout = std::chrono::milliseconds{2000};
+    return o;
+  }
+};
+
+/// Appends `per_stream` events to each of `streams` streams, interleaved.
+std::vector<append_result> append_events(event_store& store, const std::string& run, int streams,
+                                         int per_stream) {
+  std::vector<append_result> results;
+  for (int v = 0; v < per_stream; ++v)
+    for (int s = 0; s < streams; ++s) {
+      append_request r;
+      r.stream_id = "thing-" + run + "-" + std::to_string(s);
+      r.expected = expected_version::exact(stream_version{v});
+      r.recorded_at = clock_type::now();
+      r.metadata.command_id = new_uuid();
+      r.metadata.correlation_id = "corr-" + run;
+      r.events.push_back(
+          new_event{new_uuid(), "thing_happened", 1, R"({"n":)" + std::to_string(v) + "}"});
+      results.push_back(sync::append(store, std::move(r)));
+      EXPECT_EQ(results.back().error, store_errc::ok) << results.back().message;
+    }
+  return results;
+}
+
+global_position current_end(event_store& store) {
+  // The highest committed position: what the publisher must skip.
+  auto after = global_position{0};
+  while (true) {
+    auto page = sync::read_all(store, after, 100000);
+    if (page.events.empty()) return after;
+    after = page.events.back().position;
+  }
+}
+
+struct stream_message {
+  std::string subject, event_id, ce_type, ce_subject, ce_specversion;
+  std::int64_t position = 0, version = 0;
+};
+
+/// Every message of a JetStream stream, in stream order.
+std::vector<stream_message> read_stream(const std::string& stream) {
+  std::vector<stream_message> out;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  EXPECT_EQ(natsConnection_ConnectTo(&nc, integration::required_env("TROUPE_NATS_URL").c_str()),
+            NATS_OK);
+  EXPECT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  jsStreamInfo* info = nullptr;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  EXPECT_EQ(js_GetStreamInfo(&info, js, stream.c_str(), nullptr, &code), NATS_OK);
+  auto first = info->State.FirstSeq, last = info->State.LastSeq;
+  jsStreamInfo_Destroy(info);
+  for (auto seq = first; seq <= last && last > 0; ++seq) {
+    natsMsg* msg = nullptr;
+    if (js_GetMsg(&msg, js, stream.c_str(), seq, nullptr, &code) != NATS_OK) continue;
+    stream_message m;
+    m.subject = natsMsg_GetSubject(msg);
+    auto header = [&](const char* key) {
+      const char* value = nullptr;
+      return natsMsgHeader_Get(msg, key, &value) == NATS_OK ? std::string(value) : std::string();
+    };
+    m.event_id = header("Nats-Msg-Id");
+    m.ce_type = header("ce-type");
+    m.ce_subject = header("ce-subject");
+    m.ce_specversion = header("ce-specversion");
+    m.position = std::stoll("0" + header("troupe-position"));
+    m.version = std::stoll("0" + header("troupe-stream-version"));
+    out.push_back(std::move(m));
+    natsMsg_Destroy(msg);
+  }
+  code = static_cast<jsErrCode>(0);
+  js_DeleteStream(js, stream.c_str(), nullptr, &code);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return out;
+}
+
+template <class Predicate>
+bool eventually(Predicate p, std::chrono::seconds timeout = std::chrono::seconds{30}) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (p()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  return p();
+}
+
+/// Each appended event is in the stream exactly once, and each aggregate
+/// stream's events are in version order.
+void expect_exactly_once_in_order(const std::vector<stream_message>& messages,
+                                  const std::vector<append_result>& appended,
+                                  const std::string& prefix) {
+  std::map<std::string, int> seen;
+  for (const auto& m : messages) ++seen[m.event_id];
+  EXPECT_EQ(messages.size(), appended.size());
+  for (const auto& [id, count] : seen) EXPECT_EQ(count, 1) << "event " << id;
+  std::map<std::string, std::int64_t> last_version;
+  for (const auto& m : messages) {
+    EXPECT_EQ(m.subject, prefix + ".thing.thing_happened");
+    EXPECT_EQ(m.ce_type, "thing_happened");
+    EXPECT_EQ(m.ce_specversion, "1.0");
+    EXPECT_EQ(m.version, last_version[m.ce_subject] + 1) << m.ce_subject;
+    last_version[m.ce_subject] = m.version;
+  }
+}
+
+TEST(Publisher, EveryCommittedEventReachesJetStreamOnceInOrder) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  auto appended = append_events(*store, setup.run, 10, 30);
+  event_publisher publisher(store, setup.options());
+  publisher.start();
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }))
+      << "checkpoint " << publisher.stats().checkpoint << " of " << last;
+  publisher.stop();
+  EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second.value, last);
+  expect_exactly_once_in_order(read_stream(setup.stream), appended, setup.prefix);
+}
+
+TEST(Publisher, ACrashBeforeTheCheckpointResendsWithoutDuplicates) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  auto start = current_end(*store);
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, start), store_errc::ok);
+  auto appended = append_events(*store, setup.run, 5, 40);
+  auto crashing = setup.options();
+  crashing.crash_before_checkpoint = [] { return true; };
+  {
+    event_publisher first(store, crashing);
+    first.start();
+    ASSERT_TRUE(eventually([&] { return !first.running(); }));
+    EXPECT_GT(first.stats().published, 0);
+  }
+  // Published, acknowledged, but the checkpoint never moved.
+  EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second, start);
+  event_publisher second(store, setup.options());
+  second.start();
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return second.stats().checkpoint >= last; }));
+  EXPECT_GT(second.stats().duplicates, 0) << "the re-sent events should be dropped as duplicates";
+  second.stop();
+  expect_exactly_once_in_order(read_stream(setup.stream), appended, setup.prefix);
+}
+
+TEST(Publisher, ANatsServerRestartLosesNothing) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  event_publisher publisher(store, setup.options());
+  publisher.start();
+  std::vector<append_result> appended;
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    for (int round = 0; writing; ++round) {
+      auto more = append_events(*store, setup.run + "-" + std::to_string(round), 4, 5);
+      appended.insert(appended.end(), more.begin(), more.end());
+      std::this_thread::sleep_for(std::chrono::milliseconds{20});
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  ASSERT_TRUE(integration::services("stop nats"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  ASSERT_TRUE(integration::services("start nats"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  writing = false;
+  writer.join();
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }))
+      << "checkpoint " << publisher.stats().checkpoint << " of " << last;
+  // nats.c buffers publishes while it reconnects, so a short restart may
+  // fail no round at all; either way nothing may be missing.
+  RecordProperty("failed_rounds", static_cast<int>(publisher.stats().failed_rounds));
+  publisher.stop();
+  auto messages = read_stream(setup.stream);
+  std::set<std::string> ids;
+  for (const auto& m : messages) ids.insert(m.event_id);
+  EXPECT_EQ(ids.size(), messages.size()) << "duplicates in the stream";
+  EXPECT_EQ(ids.size(), appended.size()) << "events missing from the stream";
+}
+
+}  // namespace
+}  // namespace troupe
