@@ -11,6 +11,7 @@
 #include "actors/bookstore.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
+#include "runtime/publisher.hpp"
 #include "runtime/store_factory.hpp"
 #include "tools/troupe/commands.hpp"
 
@@ -147,11 +148,37 @@ int serve(const config& cfg, const serve_options& options) {
     return 2;
   }
 
+  // The publisher: one per node for now (the cluster part adds a lease so
+  // exactly one runs per database).
+  std::unique_ptr<event_publisher> publisher;
+  if (cfg.boolean("publisher.enabled") && cfg.string("store.kind") == "postgres") {
+    publisher_options o;
+    o.nats_url = cfg.string("nats.url");
+    o.stream_name = cfg.string("publisher.stream");
+    o.replicas = static_cast<int>(cfg.integer("publisher.replicas"));
+    o.duplicate_window = std::chrono::seconds{cfg.integer("publisher.duplicate_window_s")};
+    o.batch_size = static_cast<std::size_t>(cfg.integer("publisher.batch_size"));
+    o.max_pending = cfg.integer("publisher.max_pending");
+    o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
+    o.source = "troupe/" + n.id();
+    o.log = logger("publisher");
+    publisher = std::make_unique<event_publisher>(store, std::move(o));
+    try {
+      publisher->start();
+      log->info("publishing events to JetStream stream {} at {}", cfg.string("publisher.stream"),
+                cfg.string("nats.url"));
+    } catch (const std::exception& e) {
+      log->error("cannot start the publisher: {}", e.what());
+      return 2;
+    }
+  }
+
   bool demo_ok = true;
   if (options.demo_orders > 0) demo_ok = run_demo(n, options.demo_orders, *log);
   log_stats(n, *log);
   if (options.exit_after_demo) {
     n.stop();
+    if (publisher) publisher->stop();
     return demo_ok ? 0 : 1;
   }
 
@@ -170,6 +197,12 @@ int serve(const config& cfg, const serve_options& options) {
     }
   }
   n.stop();
+  if (publisher) {
+    publisher->stop();
+    auto p = publisher->stats();
+    log->info("publisher: {} published ({} duplicates dropped), checkpoint {}", p.published,
+              p.duplicates, p.checkpoint);
+  }
   log_stats(n, *log);
   return 0;
 }
