@@ -218,8 +218,9 @@ struct postgres_event_store::impl {
   std::condition_variable read_ready;
   std::deque<read_job> reads;
 
-  bool stopping = false;  // guarded by both mutexes (set under each)
-  int busy_writers = 0;   // guarded by append_mutex
+  bool stopping = false;                              // guarded by both mutexes (set under each)
+  int busy_writers = 0;                               // guarded by append_mutex
+  std::unordered_set<std::string> streams_in_flight;  // guarded by append_mutex
   std::vector<std::thread> threads;
 
   std::atomic<std::int64_t> batches{0}, batched_commands{0}, appended_events{0}, conflicts{0},
@@ -243,7 +244,10 @@ struct postgres_event_store::impl {
     std::deque<pending_append> deferred;
     while (!appends.empty() && batch.size() < options.batch_max_commands) {
       auto& next = appends.front();
-      if (streams.contains(next.request.stream_id)) {
+      // A stream another writer is appending to waits too: its next append
+      // may expect the version that batch is about to commit.
+      if (streams.contains(next.request.stream_id) ||
+          streams_in_flight.contains(next.request.stream_id)) {
         deferred.push_back(std::move(next));
       } else {
         batch.push_back(std::move(next));
@@ -255,6 +259,17 @@ struct postgres_event_store::impl {
       appends.push_front(std::move(deferred.back()));
       deferred.pop_back();
     }
+    for (const auto& p : batch) streams_in_flight.insert(p.request.stream_id);
+  }
+
+  /// The batch is answered: its streams may be taken by any writer again.
+  void release_streams(const std::vector<pending_append>& batch) {
+    {
+      std::lock_guard lock{append_mutex};
+      --busy_writers;
+      for (const auto& p : batch) streams_in_flight.erase(p.request.stream_id);
+    }
+    append_ready.notify_all();
   }
 
   void fail_all(std::vector<pending_append>& batch, store_errc error, const std::string& message) {
@@ -325,7 +340,8 @@ struct postgres_event_store::impl {
   void finish_results(std::vector<pending_append>& batch, const std::vector<std::int64_t>& base,
                       const std::vector<std::int64_t>& inserted,
                       const std::vector<std::int64_t>& last_position,
-                      std::unordered_map<std::string, std::int64_t>& actual) {
+                      std::unordered_map<std::string, std::int64_t>& actual,
+                      const std::unordered_set<std::size_t>& duplicate_ids = {}) {
     std::int64_t events = 0, conflicted = 0, rejected = 0;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& p = batch[i];
@@ -346,10 +362,16 @@ struct postgres_event_store::impl {
         p.result.message = "stream " + p.request.stream_id + " is at version " +
                            std::to_string(now) + ", expected " + std::to_string(base[i]);
         ++conflicted;
-      } else {
+      } else if (duplicate_ids.contains(i)) {
         p.result.error = store_errc::invalid_input;
         p.result.message = "an event id of this append already exists in the store";
         ++rejected;
+      } else {
+        // The stream is where the command expected, yet its rows did not go
+        // in: another writer's append to it landed meanwhile.
+        p.result.error = store_errc::version_conflict;
+        p.result.message = "stream " + p.request.stream_id + " changed during the append; retry";
+        ++conflicted;
       }
     }
     batches.fetch_add(1, std::memory_order_relaxed);
@@ -528,13 +550,30 @@ struct postgres_event_store::impl {
     if (has_partial)
       conn.exec_params("DELETE FROM troupe_events WHERE global_position = ANY($1::bigint[])",
                        {partial_positions.finish()});
+    std::unordered_set<std::size_t> duplicate_ids;
     if (has_failed) {
       auto rows = conn.exec_params(versions_sql, {failed_streams.finish()});
       for (int r = 0; r < rows.size(); ++r)
         actual[std::string(rows.text(r, 0))] = rows.integer(r, 1);
+      // Failed commands whose event ids are already stored (by anyone).
+      array_literal failed_ids;
+      std::unordered_map<std::string, std::size_t> command_of_id;
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        if (inserted[i] != static_cast<std::int64_t>(batch[i].request.events.size()))
+          for (const auto& e : batch[i].request.events) {
+            failed_ids.raw(e.event_id);
+            command_of_id.emplace(e.event_id, i);
+          }
+      auto existing = conn.exec_params(
+          "SELECT event_id::text FROM troupe_events WHERE event_id = ANY($1::uuid[])",
+          {failed_ids.finish()});
+      for (int r = 0; r < existing.size(); ++r)
+        if (auto it = command_of_id.find(std::string(existing.text(r, 0)));
+            it != command_of_id.end())
+          duplicate_ids.insert(it->second);
     }
     conn.exec("COMMIT");
-    finish_results(batch, base, inserted, last_position, actual);
+    finish_results(batch, base, inserted, last_position, actual, duplicate_ids);
   }
 
   void writer_loop() {
@@ -557,7 +596,12 @@ struct postgres_event_store::impl {
             return stopping || appends.size() >= options.batch_max_commands / 8;
           });
         take_batch(batch);
-        if (batch.empty()) continue;  // another writer took them while we lingered
+        if (batch.empty()) {
+          // Taken by another writer while we lingered, or every queued
+          // append waits for a stream in flight: wait for a batch to end.
+          append_ready.wait_for(lock, std::chrono::milliseconds{2});
+          continue;
+        }
         ++busy_writers;
       }
       if (!conn) {
@@ -569,9 +613,9 @@ struct postgres_event_store::impl {
           log->warn("event store writer: {}", message);
           // Everything waiting would meet the same fate: answer it now
           // rather than let callers wait out the reconnect attempts.
+          release_streams(batch);
           {
             std::lock_guard lock{append_mutex};
-            --busy_writers;
             while (!appends.empty()) {
               batch.push_back(std::move(appends.front()));
               appends.pop_front();
@@ -606,10 +650,7 @@ struct postgres_event_store::impl {
                   clean_message(e.what()));
         run_one_by_one(conn, batch);
       }
-      {
-        std::lock_guard lock{append_mutex};
-        --busy_writers;
-      }
+      release_streams(batch);
       auto mark = std::chrono::steady_clock::now();
       deliver(batch);
       deliver_us.fetch_add(micros_since(mark), std::memory_order_relaxed);

@@ -169,6 +169,33 @@ TEST(PostgresStore, OneBadCommandNeverFailsItsBatchMates) {
   EXPECT_LT(after.batches - before.batches, good / 2);
 }
 
+TEST(PostgresStore, PipelinedAppendsToOneStreamLandInOrder) {
+  // A writer that sends a stream's next append before the previous one is
+  // acknowledged (expecting the version it will have) must not meet a
+  // conflict because two store writers took the two appends at once.
+  auto store = make_store();
+  auto stream = unique("thing-pipelined");
+  constexpr int appends = 200;
+  std::mutex mutex;
+  std::condition_variable cv;
+  int done = 0, ok = 0;
+  for (int v = 0; v < appends; ++v)
+    store->append(one_event(stream, expected_version::exact(stream_version{v})),
+                  [&](append_result r) {
+                    std::lock_guard lock{mutex};
+                    ok += r.error == store_errc::ok;
+                    ++done;
+                    cv.notify_all();
+                  });
+  std::unique_lock lock{mutex};
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds{60}, [&] { return done == appends; }));
+  EXPECT_EQ(ok, appends);
+  auto events = sync::read_stream(*store, stream).events;
+  ASSERT_EQ(events.size(), static_cast<std::size_t>(appends));
+  for (int v = 0; v < appends; ++v)
+    EXPECT_EQ(events[static_cast<std::size_t>(v)].version, stream_version{v + 1});
+}
+
 TEST(PostgresStore, ARejectedAppendNeverRemovesSomeoneElsesEvent) {
   // A command reusing a stored event id alongside a new one fails whole; the
   // rows it did write are removed by position, never by id, so the event
