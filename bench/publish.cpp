@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
   std::vector<double> ours, raw;
   for (int r = 0; r < rounds; ++r) {
     auto stream = "BENCH_PUB_" + std::to_string(r);
-    raw.push_back(raw_rate("BENCH_RAW_" + std::to_string(r), count, 2000));
+    raw.push_back(raw_rate("BENCH_RAW_" + std::to_string(r), count, 4000));
     ours.push_back(publisher_rate(store, stream, "bench-" + std::to_string(r), last_position));
     delete_stream(stream);
     std::printf(
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
         r + 1, ours.back(), raw.back(), 100 * ours.back() / raw.back());
     std::fflush(stdout);
   }
-  std::printf("median of %d rounds of %d events (publisher batch 500, max 2000 unacknowledged)\n",
+  std::printf("median of %d rounds of %d events (publisher batch 2000, max 4000 unacknowledged)\n",
               rounds, count);
   troupe::bench::print_result("jetstream_publish_limit", troupe::bench::median(raw), "msgs/s");
   troupe::bench::print_result("publish", troupe::bench::median(ours), "events/s",

@@ -5,6 +5,7 @@
 
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -174,6 +175,22 @@ struct event_publisher::impl {
     return round_errors.load(std::memory_order_relaxed) == 0;
   }
 
+  std::atomic<int> saves_in_flight{0};
+
+  void save_checkpoint(global_position at) {
+    saves_in_flight.fetch_add(1);
+    store->save_checkpoint(options.checkpoint_name, at, [this, at](store_errc e, std::string m) {
+      if (e != store_errc::ok) {
+        log->warn("publisher checkpoint {} not saved: {}", at.value, m);
+      } else {
+        auto seen = checkpoint.load();
+        while (seen < at.value && !checkpoint.compare_exchange_weak(seen, at.value)) {
+        }
+      }
+      saves_in_flight.fetch_sub(1);  // last: stop() may free us after this
+    });
+  }
+
   void run() {
     auto [error, position] = sync::load_checkpoint(*store, options.checkpoint_name);
     while (error != store_errc::ok && !stopping) {
@@ -183,8 +200,13 @@ struct event_publisher::impl {
     }
     checkpoint.store(position.value);
     log->info("publisher resumes after position {}", position.value);
+    // Rounds overlap: while a round's acknowledgements are on their way,
+    // the next round is read; checkpoints are saved without waiting (the
+    // store never moves one backwards, so their order does not matter).
+    std::optional<read_result> ahead;
     while (!stopping) {
-      auto read = sync::read_all(*store, position, options.batch_size);
+      auto read = ahead ? std::move(*ahead) : sync::read_all(*store, position, options.batch_size);
+      ahead.reset();
       if (read.error != store_errc::ok) {
         failed_rounds.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(options.retry_backoff);
@@ -200,25 +222,27 @@ struct event_publisher::impl {
         sent = publish(e);
         if (!sent) break;
       }
+      auto last = read.events.back().position;
+      if (sent) ahead = sync::read_all(*store, last, options.batch_size);
       if (!wait_for_acks() || !sent) {
         // Nothing moves forward: the round is sent again from the
         // checkpoint, and what already arrived is dropped as duplicate.
+        ahead.reset();
         failed_rounds.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(options.retry_backoff);
         continue;
       }
       if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
-        log->warn("publisher: simulated crash before saving checkpoint {}",
-                  read.events.back().position.value);
+        log->warn("publisher: simulated crash before saving checkpoint {}", last.value);
         break;
       }
-      auto last = read.events.back().position;
-      while (sync::save_checkpoint(*store, options.checkpoint_name, last) != store_errc::ok &&
-             !stopping)
-        std::this_thread::sleep_for(options.retry_backoff);
       position = last;
-      checkpoint.store(last.value);
+      save_checkpoint(last);
     }
+    // Leave with the last checkpoint saved (a failed save is retried once
+    // here; the next start re-sends from an older one at worst).
+    if (position.value > checkpoint.load())
+      sync::save_checkpoint(*store, options.checkpoint_name, position);
     alive = false;
   }
 };
@@ -245,6 +269,9 @@ void event_publisher::stop() {
   auto& im = *impl_;
   im.stopping = true;
   if (im.thread.joinable()) im.thread.join();
+  // Checkpoint saves still in the store call back into us.
+  for (int i = 0; i < 1000 && im.saves_in_flight.load() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
   if (im.js != nullptr) {
     jsCtx_Destroy(im.js);
     im.js = nullptr;
