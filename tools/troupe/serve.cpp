@@ -155,6 +155,8 @@ int serve(const config& cfg, const serve_options& options) {
     publisher_options o;
     o.nats_url = cfg.string("nats.url");
     o.stream_name = cfg.string("publisher.stream");
+    o.subject_prefix = cfg.string("publisher.subject_prefix");
+    o.checkpoint_name = cfg.string("publisher.checkpoint");
     o.replicas = static_cast<int>(cfg.integer("publisher.replicas"));
     o.duplicate_window = std::chrono::seconds{cfg.integer("publisher.duplicate_window_s")};
     o.batch_size = static_cast<std::size_t>(cfg.integer("publisher.batch_size"));
