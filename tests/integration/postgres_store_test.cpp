@@ -17,22 +17,19 @@
 #include "pg_env.hpp"
 #include "runtime/node.hpp"
 #include "runtime/uuid.hpp"
+#include "tests/support/test_support.hpp"
 
 namespace troupe {
 namespace {
 
 using integration::postgres_url;
+using test_support::unique;
 
 std::shared_ptr<postgres_event_store> make_store(std::size_t max_event_bytes = 1 << 20) {
   postgres_store_options o;
   o.url = postgres_url();
   o.max_event_bytes = max_event_bytes;
   return std::make_shared<postgres_event_store>(std::move(o));
-}
-
-std::string unique(std::string_view prefix) {
-  static std::mt19937_64 random{std::random_device{}()};
-  return std::string(prefix) + std::to_string(random() % 1'000'000'000'000ULL);
 }
 
 append_request one_event(std::string stream, expected_version expected,

@@ -21,13 +21,17 @@
 #include "persistence/sync.hpp"
 #include "pg_env.hpp"
 #include "runtime/uuid.hpp"
+#include "tests/support/test_support.hpp"
 
 namespace troupe {
 namespace {
 
-std::string unique(std::string_view prefix) {
-  static std::mt19937_64 random{std::random_device{}()};
-  return std::string(prefix) + std::to_string(random() % 1'000'000'000'000ULL);
+using test_support::unique;
+
+/// Publishing waits up to 30 s: a restarted nats-server may take a while.
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::seconds timeout = std::chrono::seconds{30}) {
+  return test_support::eventually(done, timeout);
 }
 
 std::shared_ptr<postgres_event_store> make_store() {
@@ -166,16 +170,6 @@ pid_t start_node(const std::vector<std::string>& sets) {
     _exit(127);
   }
   return pid;
-}
-
-template <class Predicate>
-bool eventually(Predicate p, std::chrono::seconds timeout = std::chrono::seconds{30}) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{20});
-  }
-  return p();
 }
 
 /// Each appended event is in the stream exactly once, and each aggregate

@@ -12,6 +12,7 @@
 #include "counter.hpp"
 #include "persistence/memory_event_store.hpp"
 #include "persistence/sync.hpp"
+#include "tests/support/test_support.hpp"
 
 namespace counter_domain {
 namespace {
@@ -19,6 +20,7 @@ namespace {
 using troupe::command_result;
 using troupe::command_status;
 using troupe::stream_version;
+using troupe::test_support::eventually;
 
 troupe::config test_config(std::vector<std::string> overrides = {}) {
   auto cfg = troupe::config::defaults();
@@ -74,16 +76,6 @@ class completion_latch {
   std::int64_t by_status_[8] = {};
   std::int64_t max_version_ = 0;
 };
-
-template <class Predicate>
-bool eventually(Predicate p, std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (p()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds{5});
-  }
-  return p();
-}
 
 std::int64_t resident_kib() {
   std::ifstream statm("/proc/self/statm");
