@@ -49,7 +49,7 @@ decision handle(const complete_order& c, const order_state& s) {
   if (s.status != order_status::placed)
     return reject("invalid_status", "the order is " + status_name(s.status) +
                                         ", only a placed order can be completed");
-  return events{order_completed{s.order_id, c.completed_at}};
+  return events{order_completed{s.order_id, s.buyer_id, s.items, s.total, c.completed_at}};
 }
 
 decision handle(const cancel_order& c, const order_state& s) {
@@ -58,7 +58,7 @@ decision handle(const cancel_order& c, const order_state& s) {
     return reject("invalid_status", "the order is " + status_name(s.status) +
                                         ", only a placed order can be cancelled");
   if (is_blank(c.reason)) return reject("reason_required", "say why the order is cancelled");
-  return events{order_cancelled{s.order_id, c.reason, c.cancelled_at}};
+  return events{order_cancelled{s.order_id, s.buyer_id, c.reason, c.cancelled_at}};
 }
 
 }  // namespace

@@ -69,24 +69,30 @@ struct order_placed {
 };
 BOOST_DESCRIBE_STRUCT(order_placed, (), (order_id, buyer_id, items, total, placed_at))
 
+/// Carries the buyer, items and total so views (orders by buyer, sales by
+/// book) are folded from this event alone.
 struct order_completed {
   static constexpr std::string_view event_type = "order_completed";
   static constexpr int schema_version = 1;
   std::string order_id;
+  std::string buyer_id;
+  std::vector<order_item> items;
+  std::int64_t total = 0;
   std::int64_t completed_at = 0;
   bool operator==(const order_completed&) const = default;
 };
-BOOST_DESCRIBE_STRUCT(order_completed, (), (order_id, completed_at))
+BOOST_DESCRIBE_STRUCT(order_completed, (), (order_id, buyer_id, items, total, completed_at))
 
 struct order_cancelled {
   static constexpr std::string_view event_type = "order_cancelled";
   static constexpr int schema_version = 1;
   std::string order_id;
+  std::string buyer_id;
   std::string reason;
   std::int64_t cancelled_at = 0;
   bool operator==(const order_cancelled&) const = default;
 };
-BOOST_DESCRIBE_STRUCT(order_cancelled, (), (order_id, reason, cancelled_at))
+BOOST_DESCRIBE_STRUCT(order_cancelled, (), (order_id, buyer_id, reason, cancelled_at))
 
 // ---- state ------------------------------------------------------------------
 

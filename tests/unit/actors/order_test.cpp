@@ -14,7 +14,8 @@ using troupe::testing::decider_spec;
 constexpr std::int64_t placed_at = 1'700'000'000'000;
 const std::vector<order_item> items{{"b1", 2, 1999}, {"b2", 1, 500}};
 const place_order place{"o1", "u1", items, placed_at};
-const order_placed placed{"o1", "u1", items, 2 * 1999 + 500, placed_at};
+constexpr std::int64_t total = 2 * 1999 + 500;
+const order_placed placed{"o1", "u1", items, total, placed_at};
 
 // ---- place ------------------------------------------------------------------
 
@@ -99,7 +100,7 @@ TEST(Order, CompleteFinishesAPlacedOrder) {
   decider_spec<order> spec;
   spec.given({placed})
       .when(complete_order{"o1", placed_at + 1000})
-      .then({order_completed{"o1", placed_at + 1000}});
+      .then({order_completed{"o1", "u1", items, total, placed_at + 1000}});
   EXPECT_EQ(spec.current_state().status, order_status::completed);
 }
 
@@ -109,14 +110,14 @@ TEST(Order, CompleteRejectsAnOrderNeverPlaced) {
 
 TEST(Order, CompleteRejectsACompletedOrder) {
   decider_spec<order>()
-      .given({placed, order_completed{"o1", placed_at}})
+      .given({placed, order_completed{"o1", "u1", items, total, placed_at}})
       .when(complete_order{"o1", placed_at})
       .then_rejected("invalid_status");
 }
 
 TEST(Order, CompleteRejectsACancelledOrder) {
   decider_spec<order>()
-      .given({placed, order_cancelled{"o1", "out of stock", placed_at}})
+      .given({placed, order_cancelled{"o1", "u1", "out of stock", placed_at}})
       .when(complete_order{"o1", placed_at})
       .then_rejected("invalid_status");
 }
@@ -127,7 +128,7 @@ TEST(Order, CancelRecordsTheReason) {
   decider_spec<order> spec;
   spec.given({placed})
       .when(cancel_order{"o1", "payment declined", placed_at + 5})
-      .then({order_cancelled{"o1", "payment declined", placed_at + 5}});
+      .then({order_cancelled{"o1", "u1", "payment declined", placed_at + 5}});
   EXPECT_EQ(spec.current_state().status, order_status::cancelled);
 }
 
@@ -147,14 +148,14 @@ TEST(Order, CancelRejectsAnOrderNeverPlaced) {
 
 TEST(Order, CancelRejectsACompletedOrder) {
   decider_spec<order>()
-      .given({placed, order_completed{"o1", placed_at}})
+      .given({placed, order_completed{"o1", "u1", items, total, placed_at}})
       .when(cancel_order{"o1", "changed my mind", placed_at})
       .then_rejected("invalid_status");
 }
 
 TEST(Order, CancelRejectsACancelledOrder) {
   decider_spec<order>()
-      .given({placed, order_cancelled{"o1", "out of stock", placed_at}})
+      .given({placed, order_cancelled{"o1", "u1", "out of stock", placed_at}})
       .when(cancel_order{"o1", "again", placed_at})
       .then_rejected("invalid_status");
 }
