@@ -18,6 +18,13 @@
 
 namespace troupe::view {
 
+/// A SQL view over a projection's tables (joins for queries). `select`
+/// names tables as `{schema}.table`; it is created in the same schema.
+struct sql_view {
+  std::string name;
+  std::string select;
+};
+
 /// A cell: NULL, boolean, integer, float or text (also JSON text for jsonb).
 using value = std::variant<std::monostate, bool, std::int64_t, double, std::string>;
 

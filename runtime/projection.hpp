@@ -29,13 +29,6 @@
 
 namespace troupe {
 
-/// A SQL view over the projection's tables (joins for queries). `select`
-/// names tables as `{schema}.table`; it is created in the same schema.
-struct sql_view {
-  std::string name;
-  std::string select;
-};
-
 struct projection_definition {
   using handler = std::function<void(const recorded_event&, view::view_changes&)>;
 
@@ -43,7 +36,7 @@ struct projection_definition {
   /// Bump when tables or handlers change meaning: the view must be rebuilt.
   int version = 1;
   std::vector<view::table> tables;
-  std::vector<sql_view> sql_views;
+  std::vector<view::sql_view> sql_views;
   std::unordered_map<std::string, handler> handlers;  // by event type
 
   bool handles(std::string_view type) const { return handlers.contains(std::string(type)); }

@@ -130,13 +130,16 @@ struct event_publisher::impl {
   }
 
   /// Publishes events asynchronously; false when one could not be sent.
-  bool publish(const recorded_event& e) {
+  bool publish(const recorded_event& e, global_position previous) {
     natsMsg* msg = nullptr;
     auto subject = subject_of(options.subject_prefix, e);
     natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, e.data.data(),
                                   static_cast<int>(e.data.size()));
+    // An empty header value makes nats.c 3.4 drop a neighbouring header
+    // when the message is received (seen with ce-subject): leave such
+    // headers out.
     auto header = [&](const char* key, const std::string& value) {
-      if (s == NATS_OK) s = natsMsgHeader_Set(msg, key, value.c_str());
+      if (s == NATS_OK && !value.empty()) s = natsMsgHeader_Set(msg, key, value.c_str());
     };
     header("Nats-Msg-Id", e.event_id);
     header("ce-specversion", "1.0");
@@ -148,6 +151,10 @@ struct event_publisher::impl {
     header("ce-datacontenttype", "application/json");
     header("troupe-position", std::to_string(e.position.value));
     header("troupe-stream-version", std::to_string(e.version.value));
+    // The event before this one in the global order: with it an ordered
+    // consumer tells a redelivered duplicate from a gap (a message that a
+    // failed round will re-send later) and fills the gap from the store.
+    header("troupe-previous-position", std::to_string(previous.value));
     header("troupe-schema-version", std::to_string(e.schema_version));
     header("troupe-correlation-id", e.metadata.correlation_id);
     if (s == NATS_OK) s = js_PublishMsgAsync(js, &msg, nullptr);
@@ -204,6 +211,7 @@ struct event_publisher::impl {
     // the next round is read; checkpoints are saved without waiting (the
     // store never moves one backwards, so their order does not matter).
     std::optional<read_result> ahead;
+    global_position previous = position;  // of the last event sent
     while (!stopping) {
       auto read = ahead ? std::move(*ahead) : sync::read_all(*store, position, options.batch_size);
       ahead.reset();
@@ -219,8 +227,9 @@ struct event_publisher::impl {
       round_errors.store(0, std::memory_order_relaxed);
       bool sent = true;
       for (const auto& e : read.events) {
-        sent = publish(e);
+        sent = publish(e, previous);
         if (!sent) break;
+        previous = e.position;
       }
       auto last = read.events.back().position;
       if (sent) ahead = sync::read_all(*store, last, options.batch_size);
@@ -228,6 +237,7 @@ struct event_publisher::impl {
         // Nothing moves forward: the round is sent again from the
         // checkpoint, and what already arrived is dropped as duplicate.
         ahead.reset();
+        previous = position;
         failed_rounds.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(options.retry_backoff);
         continue;

@@ -145,6 +145,35 @@ BEGIN
 END
 $fn$;
 )sql"},
+    {4, "create the projection registry and dead letters",
+     R"sql(
+-- Which version of each projection's code built its live tables.
+CREATE TABLE troupe_projections (
+  name text PRIMARY KEY,
+  version int NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  rebuilt_at timestamptz
+);
+-- Events a consumer could not process after its retries: kept whole (the
+-- data as text, since invalid JSON may be why it failed), listed and
+-- replayed by `troupe dead-letters`.
+CREATE TABLE troupe_dead_letters (
+  id bigserial PRIMARY KEY,
+  consumer text NOT NULL,
+  event_id text NOT NULL,
+  position bigint NOT NULL,
+  stream_id text NOT NULL,
+  stream_version bigint NOT NULL,
+  event_type text NOT NULL,
+  schema_version int NOT NULL,
+  data text NOT NULL,
+  error text NOT NULL,
+  attempts int NOT NULL,
+  parked_at timestamptz NOT NULL DEFAULT now(),
+  replayed_at timestamptz
+);
+CREATE INDEX troupe_dead_letters_consumer_idx ON troupe_dead_letters (consumer, id);
+)sql"},
 };
 
 constexpr long long migration_lock_key = 7262701;

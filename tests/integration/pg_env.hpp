@@ -23,6 +23,14 @@ inline std::string required_env(const char* name) {
 
 inline std::string postgres_url() { return required_env("TROUPE_POSTGRES_URL"); }
 
+/// The test server's URL with another database name.
+inline std::string database_url(const std::string& database) {
+  auto u = postgres_url();
+  auto query = u.find('?');
+  auto slash = u.rfind('/', query);
+  return u.substr(0, slash + 1) + database + (query == std::string::npos ? "" : u.substr(query));
+}
+
 /// Runs `scripts/services <args>` of this checkout; true on success.
 inline bool services(const std::string& args) {
   std::string command = std::string(TROUPE_SOURCE_DIR) + "/scripts/services " + args + " >&2";

@@ -1,0 +1,523 @@
+#include "runtime/projector.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+
+#include "persistence/postgres/pg_connection.hpp"
+#include "persistence/postgres/view_store.hpp"
+#include "persistence/sync.hpp"
+
+namespace troupe {
+
+namespace {
+
+using postgres::pg_error;
+using postgres::view_store;
+
+/// SQLSTATE classes 22 (data exception) and 23 (integrity constraint): the
+/// rows are wrong, not the database - retrying the same rows cannot help.
+bool is_data_error(const pg_error& e) {
+  return e.sqlstate.starts_with("22") || e.sqlstate.starts_with("23");
+}
+
+struct store_unavailable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads the log after `after` up to and including `up_to`, in order.
+void read_range(event_store& store, global_position after, global_position up_to,
+                std::vector<recorded_event>& out) {
+  while (after < up_to) {
+    auto read = sync::read_all(store, after, 1000);
+    if (read.error != store_errc::ok)
+      throw store_unavailable("cannot read the event log: " + read.message);
+    if (read.events.empty())
+      throw store_unavailable("the event log does not show position " +
+                              std::to_string(up_to.value) + " yet");
+    for (auto& e : read.events) {
+      if (e.position > up_to) return;
+      after = e.position;
+      out.push_back(std::move(e));
+    }
+  }
+}
+
+void check_name(std::string_view projection) {
+  bool ok = !projection.empty() && projection.size() <= 40;
+  for (char c : projection)
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  if (!ok)
+    throw std::invalid_argument("projection name '" + std::string(projection) +
+                                "' must be 1..40 characters of a-z, 0-9 and _");
+}
+
+std::string shadow_schema(std::string_view projection) {
+  return "troupe_rebuild_" + std::string(projection);
+}
+
+std::string rebuild_checkpoint(const projection_definition& def) {
+  return projector::checkpoint_name(def.name) + ":rebuild:v" + std::to_string(def.version);
+}
+
+}  // namespace
+
+std::string projector::checkpoint_name(std::string_view projection) {
+  return "projection:" + std::string(projection);
+}
+
+struct projector::impl {
+  projection_definition def;
+  std::shared_ptr<event_store> store;
+  projector_options options;
+  std::shared_ptr<spdlog::logger> log;
+  std::string checkpoint;
+  std::unique_ptr<subscription> sub;
+  std::unique_ptr<view_store> views;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> crashed{false};
+
+  std::atomic<std::int64_t> position{0}, events_applied{0}, batches{0}, duplicates{0},
+      gap_filled{0}, dead_letters{0}, lag_micros{0};
+  mutable std::mutex mutex;  // guards stalled; with reached, wakes waiters
+  mutable std::condition_variable reached;
+  std::string stalled;
+
+  view::view_changes batch_changes;
+  view::view_changes event_changes;
+
+  impl(projection_definition d, std::shared_ptr<event_store> s, projector_options o)
+      : def(std::move(d)),
+        store(std::move(s)),
+        options(std::move(o)),
+        batch_changes(def.tables),
+        event_changes(def.tables) {}
+
+  void set_stalled(std::string why) {
+    std::lock_guard lock(mutex);
+    stalled = std::move(why);
+  }
+
+  std::chrono::milliseconds backoff(int attempt) const {
+    auto delay = options.retry_backoff;
+    for (int i = 1; i < attempt && delay < options.max_backoff; ++i) delay *= 2;
+    return std::min(delay, options.max_backoff);
+  }
+
+  view_store& connected() {
+    if (!views) views = std::make_unique<view_store>(options.postgres_url);
+    return *views;
+  }
+
+  /// The events of a batch not yet applied after `from`, in log order, with
+  /// gaps filled from the store.
+  std::vector<recorded_event> collect(std::span<const delivery> batch, global_position from) {
+    std::vector<recorded_event> todo;
+    auto cursor = from;
+    for (const auto& d : batch) {
+      if (!d.malformed.empty()) continue;
+      const auto& e = d.event;
+      if (e.position <= cursor) {
+        duplicates.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (d.previous > cursor) {
+        auto before = todo.size();
+        read_range(*store, cursor, d.previous, todo);
+        gap_filled.fetch_add(static_cast<std::int64_t>(todo.size() - before),
+                             std::memory_order_relaxed);
+      }
+      todo.push_back(e);
+      cursor = e.position;
+    }
+    return todo;
+  }
+
+  /// Folds one event into batch_changes; after max_attempts failures it is
+  /// added to `parked` instead.
+  void fold(const recorded_event& e, std::vector<postgres::dead_letter>& parked) {
+    for (int attempt = 1;; ++attempt) {
+      event_changes.clear();
+      try {
+        def.apply(e, event_changes);
+        batch_changes.merge(event_changes);
+        return;
+      } catch (const std::exception& x) {
+        if (attempt >= options.max_attempts) {
+          parked.push_back({0, checkpoint, e, x.what(), attempt, {}, {}});
+          return;
+        }
+        set_stalled("event " + e.event_id + " failed (attempt " + std::to_string(attempt) +
+                    "): " + x.what());
+        std::this_thread::sleep_for(backoff(attempt));
+      }
+    }
+  }
+
+  void committed(const std::vector<recorded_event>& applied, global_position at,
+                 std::size_t parked) {
+    events_applied.fetch_add(static_cast<std::int64_t>(applied.size()), std::memory_order_relaxed);
+    batches.fetch_add(1, std::memory_order_relaxed);
+    dead_letters.fetch_add(static_cast<std::int64_t>(parked), std::memory_order_relaxed);
+    if (!applied.empty()) {
+      auto age = clock_type::now() - applied.back().recorded_at;
+      lag_micros.store(std::chrono::duration_cast<std::chrono::microseconds>(age).count());
+    }
+    {
+      std::lock_guard lock(mutex);
+      position.store(at.value);
+      stalled.clear();
+    }
+    reached.notify_all();
+    if (options.on_commit) options.on_commit(applied);
+  }
+
+  /// One transaction for the whole batch.
+  void apply_batch(std::span<const delivery> batch) {
+    auto& vs = connected();
+    auto at = vs.begin(checkpoint);
+    auto todo = collect(batch, at);
+    if (todo.empty()) {
+      vs.rollback();
+      if (at.value > position.load()) committed({}, at, 0);
+      return;
+    }
+    batch_changes.clear();
+    std::vector<postgres::dead_letter> parked;
+    for (const auto& e : todo) fold(e, parked);
+    vs.write(batch_changes);
+    for (const auto& p : parked) vs.park(p);
+    if (options.crash_before_commit && options.crash_before_commit(todo)) {
+      log->warn("projector {}: simulated crash before commit", def.name);
+      views.reset();  // closes the connection: the server rolls back
+      crashed = true;
+      throw abandon_subscription();
+    }
+    vs.commit(checkpoint, todo.back().position);
+    for (const auto& p : parked)
+      log->error("projector {}: event {} ({} at {}) parked as a dead letter: {}", def.name,
+                 p.event.event_id, p.event.type, p.event.position.value, p.error);
+    committed(todo, todo.back().position, parked.size());
+  }
+
+  /// After a data error: one event per transaction, so the bad one is found
+  /// and parked while its neighbours apply.
+  void apply_one_by_one(std::span<const delivery> batch) {
+    auto& vs = connected();
+    auto todo = collect(batch, vs.checkpoint(checkpoint));
+    for (const auto& e : todo) {
+      for (int attempt = 1;; ++attempt) {
+        auto& conn = connected();
+        try {
+          auto at = conn.begin(checkpoint);
+          if (e.position <= at) {
+            conn.rollback();
+            break;
+          }
+          batch_changes.clear();
+          std::vector<postgres::dead_letter> parked;
+          fold(e, parked);
+          if (attempt >= options.max_attempts && parked.empty())
+            parked.push_back({0, checkpoint, e, stalled, attempt, {}, {}});
+          if (parked.empty()) conn.write(batch_changes);
+          for (const auto& p : parked) conn.park(p);
+          conn.commit(checkpoint, e.position);
+          if (!parked.empty())
+            log->error("projector {}: event {} ({}) parked as a dead letter: {}", def.name,
+                       e.event_id, e.type, parked.front().error);
+          committed({e}, e.position, parked.size());
+          break;
+        } catch (const pg_error& x) {
+          conn.rollback();
+          if (x.connection_lost) views.reset();
+          if (!is_data_error(x)) throw;  // infrastructure: the caller retries
+          set_stalled("event " + e.event_id + " rejected by PostgreSQL (attempt " +
+                      std::to_string(attempt) + "): " + x.what());
+          std::this_thread::sleep_for(backoff(attempt));
+        }
+      }
+    }
+  }
+
+  void handle(std::span<const delivery> batch, std::span<verdict>) {
+    bool isolate = false;
+    for (int failures = 0;; ++failures) {
+      if (stopping) throw abandon_subscription();  // redelivered to whoever runs next
+      try {
+        if (isolate)
+          apply_one_by_one(batch);
+        else
+          apply_batch(batch);
+        return;
+      } catch (const pg_error& x) {
+        if (views) views->rollback();
+        if (x.connection_lost) views.reset();
+        if (is_data_error(x) && !isolate) {
+          log->warn("projector {}: a row was rejected ({}); applying one event at a time", def.name,
+                    x.what());
+          isolate = true;
+          continue;
+        }
+        set_stalled(std::string("PostgreSQL: ") + x.what());
+      } catch (const store_unavailable& x) {
+        if (views) views->rollback();
+        set_stalled(x.what());
+      }
+      log->warn("projector {}: retrying a batch: {}", def.name, status_stalled());
+      std::this_thread::sleep_for(backoff(failures + 1));
+    }
+  }
+
+  std::string status_stalled() const {
+    std::lock_guard lock(mutex);
+    return stalled;
+  }
+};
+
+projector::projector(projection_definition definition, std::shared_ptr<event_store> store,
+                     projector_options options)
+    : impl_(new impl(std::move(definition), std::move(store), std::move(options))) {
+  auto& im = *impl_;
+  im.log = im.options.log ? im.options.log : spdlog::default_logger();
+  im.checkpoint = checkpoint_name(im.def.name);
+  check_name(im.def.name);
+  if (im.options.max_attempts < 1) throw std::invalid_argument("max_attempts must be >= 1");
+}
+
+projector::~projector() { stop(); }
+
+void projector::start() {
+  auto& im = *impl_;
+  if (im.sub && im.sub->running()) return;
+  im.stopping = false;
+  im.crashed = false;
+  try {
+    auto& vs = im.connected();
+    int built = vs.ensure(im.def.name, im.def.version, im.def.tables, im.def.sql_views);
+    if (built != im.def.version)
+      im.log->warn(
+          "projection {} was built by version {} of its code, this is version {}: run "
+          "`troupe projection rebuild {}`",
+          im.def.name, built, im.def.version, im.def.name);
+    im.position.store(vs.checkpoint(im.checkpoint).value);
+  } catch (const pg_error& e) {
+    im.views.reset();
+    throw std::runtime_error("projection " + im.def.name + ": " + e.what());
+  }
+  auto sub_options = im.options.subscription;
+  sub_options.durable = im.options.consumer_prefix + im.def.name;
+  sub_options.filter_subject.clear();  // the previous-position chain needs every event
+  sub_options.cumulative_acks = true;  // applied in order: one ack per batch
+  sub_options.log = im.log;
+  im.sub = std::make_unique<subscription>(
+      sub_options,
+      [&im](std::span<const delivery> batch, std::span<verdict> verdicts) {
+        im.handle(batch, verdicts);
+      },
+      [&im](const delivery& d, const std::string& error) {
+        // Only malformed messages get here (events are parked in the batch
+        // transaction); they have no place in the log's order.
+        try {
+          auto& vs = im.connected();
+          vs.exec("BEGIN");
+          vs.park({0, im.checkpoint, d.event, error, d.attempt, {}, {}});
+          vs.exec("COMMIT");
+          return true;
+        } catch (const pg_error&) {
+          im.views.reset();
+          return false;
+        }
+      });
+  im.sub->start();
+  im.log->info("projector {} runs from position {}", im.def.name, im.position.load());
+}
+
+void projector::stop() {
+  auto& im = *impl_;
+  im.stopping = true;
+  if (im.sub) im.sub->stop();
+  im.sub.reset();
+  im.views.reset();
+}
+
+projection_status projector::status() const {
+  auto& im = *impl_;
+  projection_status s;
+  s.name = im.def.name;
+  s.running = im.sub && im.sub->running() && !im.crashed;
+  s.position = im.position.load();
+  s.events_applied = im.events_applied.load();
+  s.batches = im.batches.load();
+  s.duplicates = im.duplicates.load();
+  s.gap_filled = im.gap_filled.load();
+  s.dead_letters = im.dead_letters.load();
+  if (im.sub) {
+    auto sub = im.sub->stats();
+    s.consumer_lag = sub.consumer_lag;
+    s.pending_acks = sub.in_flight;
+  }
+  s.lag_seconds = static_cast<double>(im.lag_micros.load()) / 1e6;
+  s.stalled = im.status_stalled();
+  return s;
+}
+
+const projection_definition& projector::definition() const { return impl_->def; }
+
+bool projector::wait_until(global_position target, std::chrono::milliseconds timeout) const {
+  auto& im = *impl_;
+  std::unique_lock lock(im.mutex);
+  return im.reached.wait_for(lock, timeout, [&] { return im.position.load() >= target.value; });
+}
+
+// ---- rebuilds -------------------------------------------------------------------
+
+rebuild_report rebuild_projection(const projection_definition& def, event_store& store,
+                                  const rebuild_options& options) {
+  auto log = options.log ? options.log : spdlog::default_logger();
+  if (options.batch_size == 0 || options.batch_size > 100000)
+    throw std::invalid_argument("rebuild batch size must be 1..100000");
+  check_name(def.name);
+  rebuild_report report;
+  try {
+    view_store vs(options.postgres_url);
+    const auto shadow = shadow_schema(def.name);
+    const auto rebuild_cp = rebuild_checkpoint(def);
+    const auto live_cp = projector::checkpoint_name(def.name);
+    vs.ensure(def.name, def.version, def.tables, def.sql_views);  // live tables exist
+
+    // Resume only a rebuild of this version whose shadow tables are there.
+    bool resumable =
+        vs.scalar("SELECT count(*) FROM troupe_checkpoints WHERE name = " +
+                  vs.connection().quote(rebuild_cp)) > 0 &&
+        vs.scalar("SELECT count(*) FROM information_schema.schemata WHERE schema_name = " +
+                  vs.connection().quote(shadow)) > 0;
+    if (!resumable) {
+      vs.exec("DROP SCHEMA IF EXISTS \"" + shadow + "\" CASCADE");
+      vs.exec("DELETE FROM troupe_checkpoints WHERE name LIKE " +
+              vs.connection().quote(projector::checkpoint_name(def.name) + ":rebuild:%"));
+    }
+    vs.ensure(def.name, def.version, def.tables, def.sql_views, shadow);
+    report.resumed = resumable;
+
+    view::view_changes changes(def.tables), one(def.tables);
+    auto fold_into = [&](const std::vector<recorded_event>& events) {
+      changes.clear();
+      for (const auto& e : events) {
+        one.clear();
+        try {
+          def.apply(e, one);
+          changes.merge(one);
+        } catch (const std::exception& x) {
+          // The live projector parked it; the rebuild skips it the same way.
+          log->warn("rebuild {}: event {} ({}) skipped: {}", def.name, e.event_id, e.type,
+                    x.what());
+        }
+      }
+    };
+
+    rebuild_progress progress;
+    progress.resumed = resumable;
+    auto started = std::chrono::steady_clock::now();
+    const std::string head_sql = "SELECT coalesce(max(global_position), 0) FROM troupe_events";
+    for (;;) {
+      auto at = vs.begin(rebuild_cp);
+      auto read = sync::read_all(store, at, options.batch_size);
+      if (read.error != store_errc::ok) {
+        vs.rollback();
+        throw std::runtime_error("cannot read the event log: " + read.message);
+      }
+      if (read.events.empty()) {
+        vs.rollback();
+        break;
+      }
+      fold_into(read.events);
+      vs.write(changes, shadow);
+      vs.commit(rebuild_cp, read.events.back().position);
+      progress.events_done += static_cast<std::int64_t>(read.events.size());
+      report.events = progress.events_done;
+      progress.position = read.events.back().position.value;
+      progress.head = vs.scalar(head_sql);
+      double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      progress.events_per_second =
+          seconds > 0 ? static_cast<double>(progress.events_done) / seconds : 0;
+      // Positions are nearly dense, so the distance to the head estimates
+      // the events left.
+      auto left = std::max<std::int64_t>(0, progress.head - progress.position);
+      progress.eta_seconds = progress.events_per_second > 0
+                                 ? static_cast<double>(left) / progress.events_per_second
+                                 : 0;
+      if (options.progress) options.progress(progress);
+      if (options.interrupt && options.interrupt(progress)) {
+        log->info("rebuild {}: interrupted at position {}", def.name, progress.position);
+        return report;
+      }
+      if (read.events.size() < options.batch_size) break;
+    }
+
+    // The swap: lock the live checkpoint (a live projector's batch finishes
+    // first, its next one waits), bring the shadow to at least the live
+    // position, then trade the tables in one transaction.
+    auto live = vs.begin(live_cp);
+    auto rebuilt = vs.checkpoint(rebuild_cp);
+    std::vector<recorded_event> tail;
+    if (rebuilt < live) {
+      read_range(store, rebuilt, live, tail);
+      fold_into(tail);
+      vs.write(changes, shadow);
+      rebuilt = live;
+    }
+    std::string sql;
+    for (const auto& t : def.tables)
+      sql += "DROP TABLE IF EXISTS " + postgres::qualified(view_store::live_schema, t.name) +
+             " CASCADE; ALTER TABLE " + postgres::qualified(shadow, t.name) +
+             " SET SCHEMA \"troupe_views\";";
+    sql += "DROP SCHEMA \"" + shadow + "\" CASCADE;";
+    sql += "DELETE FROM troupe_checkpoints WHERE name = " + vs.connection().quote(rebuild_cp) + ";";
+    sql += "UPDATE troupe_projections SET version = " + std::to_string(def.version) +
+           ", rebuilt_at = now() WHERE name = " + vs.connection().quote(def.name) + ";";
+    // Index names move with their tables; SQL views are created again over
+    // the new tables (they were dropped with the old ones).
+    sql += vs.ddl(def.tables, def.sql_views, view_store::live_schema);
+    vs.exec(sql);
+    vs.commit(live_cp, std::max(live, rebuilt));
+    report.swapped = true;
+    report.position = std::max(live, rebuilt).value;
+    log->info("rebuild {}: swapped in at position {} ({} events this run)", def.name,
+              report.position, report.events);
+  } catch (const pg_error& e) {
+    throw std::runtime_error("rebuild of " + def.name + " failed: " + e.what());
+  }
+  return report;
+}
+
+void replay_dead_letter(const projection_definition& def, const std::string& postgres_url,
+                        std::int64_t id) {
+  try {
+    view_store vs(postgres_url);
+    auto letter = vs.dead_letter_by_id(id);
+    if (!letter) throw std::runtime_error("no dead letter " + std::to_string(id));
+    auto cp = projector::checkpoint_name(def.name);
+    if (letter->consumer != cp)
+      throw std::runtime_error("dead letter " + std::to_string(id) + " belongs to " +
+                               letter->consumer + ", not to projection " + def.name);
+    if (!letter->replayed_at.empty())
+      throw std::runtime_error("dead letter " + std::to_string(id) + " was replayed at " +
+                               letter->replayed_at);
+    view::view_changes changes(def.tables);
+    def.apply(letter->event, changes);  // throws with the reason when still poison
+    auto at = vs.begin(cp);             // serialises with the live projector
+    vs.write(changes);
+    vs.mark_replayed(id);
+    vs.commit(cp, at);
+  } catch (const pg_error& e) {
+    throw std::runtime_error("replay of dead letter " + std::to_string(id) +
+                             " failed: " + e.what());
+  }
+}
+
+}  // namespace troupe

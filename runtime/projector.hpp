@@ -1,0 +1,142 @@
+#pragma once
+// Projectors: keep a projection's view tables in PostgreSQL up to date from
+// the JetStream events stream, exactly once.
+//
+// A projector is an actor with its own thread (its I/O blocks): its mailbox
+// is a durable pull consumer (runtime/subscription.hpp) delivering the
+// events in the publisher's order. Each batch runs in one transaction that
+// locks the projection's checkpoint, applies the net row changes and moves
+// the checkpoint, so a redelivered batch finds the checkpoint past it and
+// changes nothing. Each message names the event published before it; when
+// that is beyond the checkpoint, something is missing from the stream (a
+// publisher round that will be re-sent later), and the projector reads the
+// gap from the event store - the log in PostgreSQL is the truth, JetStream
+// the fast path. So the view always equals a fold of the log's prefix up to
+// its checkpoint, which is what a rebuild produces.
+//
+// A poison event (its handler throws, or PostgreSQL rejects its row with a
+// data error) is retried with backoff, then parked as a dead letter in the
+// same transaction that moves the checkpoint past it. Infrastructure errors
+// (database down) are retried for as long as it takes, with the reason in
+// the status: never a silent stall, never a skipped event.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "persistence/event_store.hpp"
+#include "runtime/projection.hpp"
+#include "runtime/subscription.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace troupe {
+
+struct projector_options {
+  std::string postgres_url;
+  /// Consumer settings; `durable` is derived from the projection's name.
+  subscription_options subscription;
+  std::string consumer_prefix = "troupe-view-";
+  int max_attempts = 5;  // tries of a poison event before it is parked
+  std::chrono::milliseconds retry_backoff{200};
+  std::chrono::milliseconds max_backoff{5000};
+  std::shared_ptr<spdlog::logger> log;
+  /// Called after each committed batch with the events it applied (metrics,
+  /// benchmarks). Runs on the projector's thread.
+  std::function<void(const std::vector<recorded_event>&)> on_commit;
+  /// Test hook: called with the batch's events after the view changes are
+  /// written, before the commit; returning true ends the projector there as
+  /// a crash would (transaction rolled back, nothing acknowledged).
+  std::function<bool(const std::vector<recorded_event>&)> crash_before_commit;
+};
+
+struct projection_status {
+  std::string name;
+  bool running = false;
+  std::int64_t position = 0;        // committed checkpoint
+  std::int64_t events_applied = 0;  // events folded into the view (all types)
+  std::int64_t batches = 0;
+  std::int64_t duplicates = 0;  // redelivered events skipped
+  std::int64_t gap_filled = 0;  // events read from the store to fill gaps
+  std::int64_t dead_letters = 0;
+  std::int64_t consumer_lag = 0;  // messages waiting in the consumer
+  std::int64_t pending_acks = 0;
+  double lag_seconds = 0;  // age of the newest applied event when committed
+  std::string stalled;     // why it is retrying, empty when healthy
+};
+
+class projector {
+ public:
+  projector(projection_definition definition, std::shared_ptr<event_store> store,
+            projector_options options);
+  ~projector();
+  projector(const projector&) = delete;
+  projector& operator=(const projector&) = delete;
+
+  /// Creates the view tables if missing and starts consuming. Throws
+  /// std::runtime_error when PostgreSQL or NATS cannot be reached.
+  void start();
+  void stop();
+
+  projection_status status() const;
+  const projection_definition& definition() const;
+
+  /// Blocks until the view has applied everything up to `position`, or
+  /// `timeout` passed; true when reached (read-your-writes).
+  bool wait_until(global_position position, std::chrono::milliseconds timeout) const;
+
+  /// "projection:<name>": the checkpoint (and dead-letter consumer) name.
+  static std::string checkpoint_name(std::string_view projection);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// ---- rebuilds -------------------------------------------------------------------
+
+struct rebuild_progress {
+  std::int64_t events_done = 0;  // events read from the log this run
+  std::int64_t position = 0;     // where the rebuild is
+  std::int64_t head = 0;         // the log's last position when measured
+  double events_per_second = 0;
+  double eta_seconds = 0;
+  bool resumed = false;  // continued an interrupted rebuild
+};
+
+struct rebuild_options {
+  std::string postgres_url;
+  std::size_t batch_size = 5000;
+  std::shared_ptr<spdlog::logger> log;
+  /// Called after every committed batch.
+  std::function<void(const rebuild_progress&)> progress;
+  /// Test hook, called after each committed batch: true stops the rebuild
+  /// there, as an interruption would (the shadow tables stay).
+  std::function<bool(const rebuild_progress&)> interrupt;
+};
+
+struct rebuild_report {
+  bool swapped = false;  // false when interrupted
+  bool resumed = false;
+  std::int64_t events = 0;    // read this run
+  std::int64_t position = 0;  // the live checkpoint after the swap
+};
+
+/// Replays the log into shadow tables (schema `troupe_rebuild_<name>`),
+/// resuming an interrupted rebuild of the same version, then swaps them for
+/// the live tables in one transaction; queries keep reading the old tables
+/// until then. A live projector keeps running meanwhile and continues from
+/// the swapped-in checkpoint. Throws std::runtime_error on failure.
+rebuild_report rebuild_projection(const projection_definition& definition, event_store& store,
+                                  const rebuild_options& options);
+
+/// Applies a parked event of this projection again (after a fix), marking
+/// the dead letter replayed; throws with the reason when it fails again.
+void replay_dead_letter(const projection_definition& definition, const std::string& postgres_url,
+                        std::int64_t dead_letter_id);
+
+}  // namespace troupe

@@ -1,0 +1,329 @@
+#include "runtime/subscription.hpp"
+
+#include <nats/nats.h>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <ctime>
+#include <stdexcept>
+#include <thread>
+
+namespace troupe {
+
+namespace {
+
+std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
+  std::string out = natsStatus_GetText(s);
+  if (code != 0) out += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
+  return out;
+}
+
+const char* header(natsMsg* msg, const char* key) {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg, key, &value) != NATS_OK) return nullptr;
+  return value;
+}
+
+bool parse_int(const char* text, std::int64_t& out) {
+  if (text == nullptr) return false;
+  auto end = text + std::strlen(text);
+  auto [ptr, ec] = std::from_chars(text, end, out);
+  return ec == std::errc{} && ptr == end;
+}
+
+/// "2026-11-26T09:13:04.123456Z" (what the publisher writes).
+bool parse_time(const char* text, clock_type::time_point& out) {
+  if (text == nullptr) return false;
+  std::tm utc{};
+  int micros = 0;
+  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,
+                  &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &micros) != 7)
+    return false;
+  utc.tm_year -= 1900;
+  utc.tm_mon -= 1;
+  auto seconds = timegm(&utc);
+  out = clock_type::time_point{std::chrono::duration_cast<clock_type::duration>(
+      std::chrono::seconds{seconds} + std::chrono::microseconds{micros})};
+  return true;
+}
+
+/// Rebuilds the recorded event from a message; empty string when fine,
+/// otherwise what is wrong.
+std::string decode(natsMsg* msg, delivery& d) {
+  auto& e = d.event;
+  const char* id = header(msg, "ce-id");
+  const char* stream = header(msg, "ce-subject");
+  const char* type = header(msg, "ce-type");
+  if (id == nullptr || stream == nullptr || type == nullptr)
+    return "missing CloudEvents headers (ce-id, ce-subject, ce-type)";
+  e.event_id = id;
+  e.stream_id = stream;
+  e.type = type;
+  std::int64_t n = 0;
+  if (!parse_int(header(msg, "troupe-position"), n) || n <= 0)
+    return "missing or invalid troupe-position header";
+  e.position = global_position{n};
+  if (!parse_int(header(msg, "troupe-stream-version"), n) || n <= 0)
+    return "missing or invalid troupe-stream-version header";
+  e.version = stream_version{n};
+  if (!parse_int(header(msg, "troupe-schema-version"), n) || n <= 0)
+    return "missing or invalid troupe-schema-version header";
+  e.schema_version = static_cast<int>(n);
+  if (parse_int(header(msg, "troupe-previous-position"), n)) d.previous = global_position{n};
+  if (const char* correlation = header(msg, "troupe-correlation-id"))
+    e.metadata.correlation_id = correlation;
+  parse_time(header(msg, "ce-time"), e.recorded_at);
+  e.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  return {};
+}
+
+}  // namespace
+
+struct subscription::impl {
+  subscription_options options;
+  handler on_batch;
+  dead_letter_sink park;
+  std::shared_ptr<spdlog::logger> log;
+
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  natsSubscription* sub = nullptr;
+  std::thread thread;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> alive{false};
+
+  std::atomic<std::int64_t> delivered{0}, acked{0}, retried{0}, parked{0}, in_flight{0},
+      consumer_lag{0}, fetch_errors{0};
+
+  void connect() {
+    natsOptions* opts = nullptr;
+    natsStatus s = natsOptions_Create(&opts);
+    if (s == NATS_OK) s = natsOptions_SetURL(opts, options.nats_url.c_str());
+    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK) s = natsConnection_Connect(&connection, opts);
+    natsOptions_Destroy(opts);
+    if (s != NATS_OK)
+      throw std::runtime_error("cannot connect to NATS at " + options.nats_url + ": " +
+                               nats_error(s));
+    s = natsConnection_JetStream(&js, connection, nullptr);
+    if (s != NATS_OK) throw std::runtime_error("cannot open JetStream: " + nats_error(s));
+  }
+
+  /// Creates the durable consumer, or brings it to the configured settings;
+  /// then binds a pull subscription to it (binding never deletes it).
+  void ensure_consumer() {
+    jsConsumerConfig config;
+    jsConsumerConfig_Init(&config);
+    config.Durable = options.durable.c_str();
+    config.DeliverPolicy = js_DeliverAll;
+    config.AckPolicy = options.cumulative_acks ? js_AckAll : js_AckExplicit;
+    config.AckWait = std::chrono::duration_cast<std::chrono::nanoseconds>(options.ack_wait).count();
+    config.MaxDeliver = -1;  // we park after max_attempts ourselves, keeping the message
+    config.MaxAckPending = static_cast<int64_t>(options.max_in_flight);
+    if (!options.filter_subject.empty()) config.FilterSubject = options.filter_subject.c_str();
+    jsConsumerInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddConsumer(&info, js, options.stream.c_str(), &config, nullptr, &code);
+    if (s != NATS_OK) {
+      code = static_cast<jsErrCode>(0);
+      s = js_UpdateConsumer(&info, js, options.stream.c_str(), &config, nullptr, &code);
+    }
+    if (info != nullptr) jsConsumerInfo_Destroy(info);
+    if (s != NATS_OK)
+      throw std::runtime_error("cannot create or update consumer " + options.durable +
+                               " on stream " + options.stream + ": " + nats_error(s, code));
+    jsSubOptions sub_options;
+    jsSubOptions_Init(&sub_options);
+    sub_options.Stream = options.stream.c_str();
+    sub_options.Consumer = options.durable.c_str();
+    code = static_cast<jsErrCode>(0);
+    s = js_PullSubscribe(&sub, js, nullptr, options.durable.c_str(), nullptr, &sub_options, &code);
+    if (s != NATS_OK)
+      throw std::runtime_error("cannot bind to consumer " + options.durable + ": " +
+                               nats_error(s, code));
+  }
+
+  std::chrono::milliseconds backoff(int attempt) const {
+    auto delay = options.backoff_base;
+    for (int i = 1; i < attempt && delay < options.backoff_max; ++i) delay *= 2;
+    return std::min(delay, options.backoff_max);
+  }
+
+  void run() {
+    std::vector<delivery> batch;
+    std::vector<verdict> verdicts;
+    while (!stopping) {
+      natsMsgList list{};
+      jsErrCode code = static_cast<jsErrCode>(0);
+      natsStatus s = natsSubscription_Fetch(&list, sub, static_cast<int>(options.max_in_flight),
+                                            options.fetch_wait.count(), &code);
+      if (s == NATS_TIMEOUT) continue;
+      if (s != NATS_OK) {
+        fetch_errors.fetch_add(1, std::memory_order_relaxed);
+        log->warn("subscription {}: fetch failed: {}", options.durable, nats_error(s, code));
+        std::this_thread::sleep_for(options.backoff_base);
+        continue;
+      }
+      batch.clear();
+      batch.resize(static_cast<std::size_t>(list.Count));
+      for (int i = 0; i < list.Count; ++i) {
+        auto& d = batch[static_cast<std::size_t>(i)];
+        jsMsgMetaData* meta = nullptr;
+        if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
+          d.stream_sequence = meta->Sequence.Stream;
+          d.attempt = static_cast<int>(meta->NumDelivered);
+          d.pending = static_cast<std::int64_t>(meta->NumPending);
+          jsMsgMetaData_Destroy(meta);
+        }
+        d.malformed = decode(list.Msgs[i], d);
+      }
+      if (!batch.empty()) consumer_lag.store(batch.back().pending, std::memory_order_relaxed);
+      delivered.fetch_add(list.Count, std::memory_order_relaxed);
+      in_flight.store(list.Count, std::memory_order_relaxed);
+      verdicts.assign(batch.size(), verdict::ack());
+      for (std::size_t i = 0; i < batch.size(); ++i)
+        if (!batch[i].malformed.empty()) verdicts[i] = verdict::park(batch[i].malformed);
+      bool abandoned = false;
+      try {
+        on_batch(batch, verdicts);
+      } catch (const abandon_subscription&) {
+        abandoned = true;
+      } catch (const std::exception& e) {
+        log->warn("subscription {}: handler failed, batch comes back: {}", options.durable,
+                  e.what());
+        for (auto& v : verdicts) v = verdict::retry(e.what());
+      }
+      if (abandoned) {
+        log->warn("subscription {}: abandoned with {} messages unacknowledged", options.durable,
+                  list.Count);
+        natsMsgList_Destroy(&list);
+        break;
+      }
+      settle(list, batch, verdicts);
+      natsMsgList_Destroy(&list);
+      in_flight.store(0, std::memory_order_relaxed);
+    }
+    alive = false;
+  }
+
+  void settle(natsMsgList& list, std::span<const delivery> batch, std::span<verdict> verdicts) {
+    // With cumulative acks, acknowledging the last acked message covers
+    // every earlier one; a retried message breaks the run.
+    int last_ack = -1;
+    for (int i = 0; i < list.Count; ++i) {
+      auto& v = verdicts[static_cast<std::size_t>(i)];
+      auto* msg = list.Msgs[i];
+      const auto& d = batch[static_cast<std::size_t>(i)];
+      if (v.what == verdict::kind::retry && d.attempt < options.max_attempts) {
+        if (options.cumulative_acks && last_ack >= 0) ack(list.Msgs[last_ack]);
+        last_ack = -1;
+        natsMsg_NakWithDelay(msg, backoff(d.attempt).count(), nullptr);
+        retried.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (v.what != verdict::kind::ack) {
+        auto why = v.what == verdict::kind::retry
+                       ? v.error + " (gave up after " + std::to_string(d.attempt) + " attempts)"
+                       : v.error;
+        if (!park(d, why)) {
+          if (options.cumulative_acks && last_ack >= 0) ack(list.Msgs[last_ack]);
+          last_ack = -1;
+          natsMsg_NakWithDelay(msg, backoff(d.attempt).count(), nullptr);
+          retried.fetch_add(1, std::memory_order_relaxed);
+          continue;
+        }
+        parked.fetch_add(1, std::memory_order_relaxed);
+        log->warn("subscription {}: event {} ({}) parked as a dead letter: {}", options.durable,
+                  d.event.event_id, d.event.type, why);
+      }
+      if (options.cumulative_acks) {
+        last_ack = i;
+        acked.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ack(msg);
+      }
+    }
+    if (options.cumulative_acks && last_ack >= 0) ack(list.Msgs[last_ack]);
+  }
+
+  void ack(natsMsg* msg) {
+    if (natsMsg_Ack(msg, nullptr) == NATS_OK) {
+      if (!options.cumulative_acks) acked.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+};
+
+subscription::subscription(subscription_options options, handler on_batch, dead_letter_sink park)
+    : impl_(new impl) {
+  impl_->options = std::move(options);
+  impl_->on_batch = std::move(on_batch);
+  impl_->park = std::move(park);
+  impl_->log = impl_->options.log ? impl_->options.log : spdlog::default_logger();
+  if (impl_->options.durable.empty())
+    throw std::invalid_argument("a subscription needs a durable consumer name");
+  if (impl_->options.max_in_flight == 0 || impl_->options.max_in_flight > 100000)
+    throw std::invalid_argument("subscription max_in_flight must be 1..100000");
+}
+
+subscription::~subscription() { stop(); }
+
+void subscription::start() {
+  auto& im = *impl_;
+  if (im.alive) return;
+  im.connect();
+  im.ensure_consumer();
+  im.stopping = false;
+  im.alive = true;
+  im.thread = std::thread([&im] { im.run(); });
+}
+
+void subscription::stop() {
+  auto& im = *impl_;
+  im.stopping = true;
+  if (im.thread.joinable()) im.thread.join();
+  if (im.connection != nullptr) natsConnection_Flush(im.connection);  // acks out before we go
+  if (im.sub != nullptr) {
+    natsSubscription_Destroy(im.sub);  // not Unsubscribe: the durable consumer stays
+    im.sub = nullptr;
+  }
+  if (im.js != nullptr) {
+    jsCtx_Destroy(im.js);
+    im.js = nullptr;
+  }
+  if (im.connection != nullptr) {
+    natsConnection_Destroy(im.connection);
+    im.connection = nullptr;
+  }
+}
+
+bool subscription::running() const { return impl_->alive; }
+
+subscription_stats subscription::stats() const {
+  auto& im = *impl_;
+  subscription_stats s;
+  s.delivered = im.delivered.load();
+  s.acked = im.acked.load();
+  s.retried = im.retried.load();
+  s.parked = im.parked.load();
+  s.in_flight = im.in_flight.load();
+  s.consumer_lag = im.consumer_lag.load();
+  s.fetch_errors = im.fetch_errors.load();
+  return s;
+}
+
+void subscription::delete_consumer(const std::string& nats_url, const std::string& stream,
+                                   const std::string& durable) {
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  natsStatus s = natsConnection_ConnectTo(&connection, nats_url.c_str());
+  if (s == NATS_OK) s = natsConnection_JetStream(&js, connection, nullptr);
+  jsErrCode code = static_cast<jsErrCode>(0);
+  if (s == NATS_OK) s = js_DeleteConsumer(js, stream.c_str(), durable.c_str(), nullptr, &code);
+  if (js != nullptr) jsCtx_Destroy(js);
+  if (connection != nullptr) natsConnection_Destroy(connection);
+  if (s != NATS_OK && s != NATS_NOT_FOUND)
+    throw std::runtime_error("cannot delete consumer " + durable + ": " + nats_error(s, code));
+}
+
+}  // namespace troupe
