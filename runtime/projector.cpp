@@ -138,7 +138,10 @@ struct projector::impl {
   }
 
   /// Folds one event into batch_changes; after max_attempts failures it is
-  /// added to `parked` instead.
+  /// added to `parked` instead. Handlers are pure functions, so a failure
+  /// is deterministic: the attempts run back to back, without the backoff
+  /// that only helps against a flaky database (and without holding the
+  /// transaction open for seconds per poison event).
   void fold(const recorded_event& e, std::vector<postgres::dead_letter>& parked) {
     for (int attempt = 1;; ++attempt) {
       event_changes.clear();
@@ -151,9 +154,6 @@ struct projector::impl {
           parked.push_back({0, checkpoint, e, x.what(), attempt, {}, {}});
           return;
         }
-        set_stalled("event " + e.event_id + " failed (attempt " + std::to_string(attempt) +
-                    "): " + x.what());
-        std::this_thread::sleep_for(backoff(attempt));
       }
     }
   }
@@ -404,6 +404,7 @@ rebuild_report rebuild_projection(const projection_definition& def, event_store&
     report.resumed = resumable;
 
     view::view_changes changes(def.tables), one(def.tables);
+    std::int64_t skipped = 0;
     auto fold_into = [&](const std::vector<recorded_event>& events) {
       changes.clear();
       for (const auto& e : events) {
@@ -413,8 +414,9 @@ rebuild_report rebuild_projection(const projection_definition& def, event_store&
           changes.merge(one);
         } catch (const std::exception& x) {
           // The live projector parked it; the rebuild skips it the same way.
-          log->warn("rebuild {}: event {} ({}) skipped: {}", def.name, e.event_id, e.type,
-                    x.what());
+          if (++skipped <= 5)
+            log->warn("rebuild {}: event {} ({} at {}) skipped: {}", def.name, e.event_id, e.type,
+                      e.position.value, x.what());
         }
       }
     };
@@ -485,6 +487,10 @@ rebuild_report rebuild_projection(const projection_definition& def, event_store&
     sql += vs.ddl(def.tables, def.sql_views, view_store::live_schema);
     vs.exec(sql);
     vs.commit(live_cp, std::max(live, rebuilt));
+    if (skipped > 0)
+      log->warn("rebuild {}: {} events could not be applied and were skipped, as the live "
+                "projector parks them (see `troupe dead-letters list`)",
+                def.name, skipped);
     report.swapped = true;
     report.position = std::max(live, rebuilt).value;
     log->info("rebuild {}: swapped in at position {} ({} events this run)", def.name,
@@ -505,6 +511,10 @@ void replay_dead_letter(const projection_definition& def, const std::string& pos
     if (letter->consumer != cp)
       throw std::runtime_error("dead letter " + std::to_string(id) + " belongs to " +
                                letter->consumer + ", not to projection " + def.name);
+    if (letter->event.position.value == 0)
+      throw std::runtime_error("dead letter " + std::to_string(id) +
+                               " is a message without an event (" + letter->error +
+                               "); there is nothing to replay");
     if (!letter->replayed_at.empty())
       throw std::runtime_error("dead letter " + std::to_string(id) + " was replayed at " +
                                letter->replayed_at);

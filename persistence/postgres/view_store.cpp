@@ -280,6 +280,12 @@ void view_store::rollback() {
   }
 }
 
+int view_store::built_version(std::string_view projection) {
+  return static_cast<int>(
+      scalar("SELECT coalesce(max(version), 0) FROM troupe_projections WHERE name = " +
+             connection_->quote(projection)));
+}
+
 global_position view_store::checkpoint(std::string_view checkpoint) {
   auto rows = connection_->exec("SELECT position FROM troupe_checkpoints WHERE name = " +
                                 connection_->quote(checkpoint));

@@ -78,6 +78,9 @@ class view_store {
   /// for comparing a view with a rebuild.
   std::vector<std::string> dump(const view::table& table, std::string_view schema = live_schema);
 
+  /// The version of the code that built a projection's live tables (0: never built).
+  int built_version(std::string_view projection);
+
   /// The checkpoint's position without locking (0 when absent).
   global_position checkpoint(std::string_view checkpoint);
 

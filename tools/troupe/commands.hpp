@@ -3,7 +3,10 @@
 
 #include <cstdint>
 
+#include <string>
+
 #include "runtime/config.hpp"
+#include "runtime/projector.hpp"
 
 namespace troupe::cli {
 
@@ -14,6 +17,17 @@ struct serve_options {
 
 /// Runs a node until SIGINT/SIGTERM. Returns the process exit code.
 int serve(const config& cfg, const serve_options& options);
+
+/// Projector settings from the `projections.*` and `nats.*` keys.
+projector_options projector_settings(const config& cfg);
+
+/// `troupe projection list|rebuild NAME`.
+int projection_command(const config& cfg, const std::string& action, const std::string& name,
+                       std::size_t batch_size);
+
+/// `troupe dead-letters list|replay ID`.
+int dead_letters_command(const config& cfg, const std::string& action, std::int64_t id,
+                         const std::string& consumer, std::size_t limit);
 
 /// Applies pending schema migrations to postgres.url and reports them.
 int migrate(const config& cfg);

@@ -36,6 +36,34 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "bring the PostgreSQL schema up to date");
   add_config_flags(migrate);
 
+  auto* projection = app.add_subcommand("projection", "inspect and rebuild the query views");
+  projection->require_subcommand(1);
+  auto* projection_list = projection->add_subcommand("list", "each view's position and health");
+  add_config_flags(projection_list);
+  auto* projection_rebuild = projection->add_subcommand(
+      "rebuild", "replay the log into a shadow table, then swap it in (resumes if interrupted)");
+  add_config_flags(projection_rebuild);
+  std::string projection_name;
+  std::size_t rebuild_batch = 5000;
+  projection_rebuild->add_option("name", projection_name, "the projection")->required();
+  projection_rebuild->add_option("--batch", rebuild_batch, "events per transaction")
+      ->check(CLI::Range(1, 100000));
+
+  auto* dead_letters = app.add_subcommand("dead-letters", "events consumers could not process");
+  dead_letters->require_subcommand(1);
+  auto* dead_list = dead_letters->add_subcommand("list", "list dead letters, oldest first");
+  add_config_flags(dead_list);
+  std::string dead_consumer;
+  std::size_t dead_limit = 100;
+  dead_list->add_option("--consumer", dead_consumer, "only this consumer's (projection:NAME)");
+  dead_list->add_option("--limit", dead_limit, "at most this many")->check(CLI::Range(1, 100000));
+  auto* dead_replay = dead_letters->add_subcommand("replay", "apply a dead letter again");
+  add_config_flags(dead_replay);
+  std::int64_t dead_id = 0;
+  dead_replay->add_option("id", dead_id, "the dead letter's id (from list)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+
   CLI11_PARSE(app, argc, argv);
 
   troupe::config::source source;
@@ -52,5 +80,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*migrate) return troupe::cli::migrate(*cfg);
+  if (*projection)
+    return troupe::cli::projection_command(*cfg, *projection_list ? "list" : "rebuild",
+                                           projection_name, rebuild_batch);
+  if (*dead_letters)
+    return troupe::cli::dead_letters_command(*cfg, *dead_list ? "list" : "replay", dead_id,
+                                             dead_consumer, dead_limit);
   return troupe::cli::serve(*cfg, serve_options);
 }

@@ -9,8 +9,11 @@
 #include <mutex>
 
 #include "actors/bookstore.hpp"
+#include "actors/projections.hpp"
+#include "persistence/postgres/view_store.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
+#include "runtime/projector.hpp"
 #include "runtime/publisher.hpp"
 #include "runtime/store_factory.hpp"
 #include "tools/troupe/commands.hpp"
@@ -105,6 +108,36 @@ bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
   return tally.failed == 0;
 }
 
+/// Waits until every view has caught up with the log and says how long
+/// that took: the demo's check that events flow store -> JetStream -> views.
+bool report_view_lag(const config& cfg, const std::vector<std::unique_ptr<projector>>& projectors,
+                     spdlog::logger& log) {
+  std::int64_t head = 0;
+  try {
+    postgres::view_store vs(cfg.string("postgres.url"));
+    head = vs.scalar("SELECT coalesce(max(global_position), 0) FROM troupe_events");
+  } catch (const std::exception& e) {
+    log.error("demo: cannot read the log's head: {}", e.what());
+    return false;
+  }
+  auto started = std::chrono::steady_clock::now();
+  bool all = true;
+  for (const auto& p : projectors) {
+    if (!p->wait_until(global_position{head}, std::chrono::seconds{60})) {
+      auto s = p->status();
+      log.error("demo: view {} is at {} of {} after 60 s{}", s.name, s.position, head,
+                s.stalled.empty() ? "" : ": " + s.stalled);
+      all = false;
+    }
+  }
+  auto waited =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+  if (all)
+    log.info("demo: all {} views reached position {} {:.0f} ms after the last command",
+             projectors.size(), head, waited);
+  return all;
+}
+
 void log_stats(const node& n, spdlog::logger& log) {
   auto s = n.stats();
   log.info(
@@ -175,12 +208,36 @@ int serve(const config& cfg, const serve_options& options) {
     }
   }
 
-  bool demo_ok = true;
-  if (options.demo_orders > 0) demo_ok = run_demo(n, options.demo_orders, *log);
-  log_stats(n, *log);
-  if (options.exit_after_demo) {
+  // The projectors: one per view, each with its own thread, connection and
+  // durable consumer (the cluster part runs each once per cluster).
+  std::vector<std::unique_ptr<projector>> projectors;
+  if (publisher && cfg.boolean("projections.enabled")) {
+    for (auto& def : bookstore::bookstore_projections()) {
+      projectors.push_back(
+          std::make_unique<projector>(std::move(def), store, projector_settings(cfg)));
+      try {
+        projectors.back()->start();
+      } catch (const std::exception& e) {
+        log->error("cannot start projector: {}", e.what());
+        return 2;
+      }
+    }
+    log->info("{} projectors running", projectors.size());
+  }
+  auto stop_all = [&] {
     n.stop();
     if (publisher) publisher->stop();
+    for (auto& p : projectors) p->stop();
+  };
+
+  bool demo_ok = true;
+  if (options.demo_orders > 0) {
+    demo_ok = run_demo(n, options.demo_orders, *log);
+    if (!projectors.empty()) demo_ok = report_view_lag(cfg, projectors, *log) && demo_ok;
+  }
+  log_stats(n, *log);
+  if (options.exit_after_demo) {
+    stop_all();
     return demo_ok ? 0 : 1;
   }
 
@@ -198,9 +255,13 @@ int serve(const config& cfg, const serve_options& options) {
       last = now;
     }
   }
-  n.stop();
+  stop_all();
+  for (auto& p : projectors) {
+    auto s = p->status();
+    log->info("projection {}: at position {}, {} events in {} batches, {} dead letters", s.name,
+              s.position, s.events_applied, s.batches, s.dead_letters);
+  }
   if (publisher) {
-    publisher->stop();
     auto p = publisher->stats();
     log->info("publisher: {} published ({} duplicates dropped), checkpoint {}", p.published,
               p.duplicates, p.checkpoint);
