@@ -35,6 +35,13 @@ rc=$?
 [ "$rc" -eq 2 ] || fail "unregistered category: exit $rc, expected 2"
 grep -qF "bok" <<<"$out" || fail "unregistered category not named: $out"
 
+expect_config_error "unknown projection" "order_summary, orders_by_buyer, book_catalog, sales_by_book" \
+  "$troupe" projection rebuild nope
+out="$("$troupe" dead-letters replay 0 2>&1)"
+rc=$?
+[ "$rc" -ne 0 ] || fail "dead-letters replay 0 accepted"
+grep -q "not in range 1" <<<"$out" || fail "dead-letters replay 0: no clear message: $out"
+
 out="$("$troupe" config --set aggregate.max_live=7 2>&1)" || fail "config failed: $out"
 grep -q "aggregate.max_live = 7 .*--set" <<<"$out" || fail "config does not show the override: $out"
 

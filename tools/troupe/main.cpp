@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 #include <iostream>
+#include <limits>
 
 #include "runtime/config.hpp"
 #include "tools/troupe/commands.hpp"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
   std::int64_t dead_id = 0;
   dead_replay->add_option("id", dead_id, "the dead letter's id (from list)")
       ->required()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
 
   CLI11_PARSE(app, argc, argv);
 
