@@ -56,7 +56,12 @@ std::string to_string(const value& v) {
 // ---- view_changes -------------------------------------------------------------
 
 view_changes::view_changes(std::span<const table> tables)
-    : tables_(tables), changes_(tables.size()) {}
+    : tables_(tables), changes_(tables.size()) {
+  for (const auto& t : tables)
+    if (t.columns.size() > 64 || t.key_columns == 0 || t.key_columns > t.columns.size())
+      throw std::invalid_argument("view table '" + t.name +
+                                  "' needs 1..64 columns and at least one key column");
+}
 
 void view_changes::check_key(std::size_t table_index, const key& k) const {
   if (table_index >= tables_.size()) throw std::invalid_argument("no such view table");
@@ -86,7 +91,7 @@ void view_changes::upsert(std::size_t table_index, key k, std::vector<assignment
                                   std::string(a.column) + "' cannot be set");
     change.set[i] = std::move(a.v);
   }
-  apply(table_index, k, change);
+  apply(table_index, std::move(k), std::move(change));
 }
 
 void view_changes::increment(std::size_t table_index, key k,
@@ -102,32 +107,28 @@ void view_changes::increment(std::size_t table_index, key k,
                                   "' is not numeric");
     change.add[i] = add_values(std::monostate{}, a.v);
   }
-  apply(table_index, k, change);
+  apply(table_index, std::move(k), std::move(change));
 }
 
 void view_changes::remove(std::size_t table_index, key k) {
   check_key(table_index, k);
   row_change change;
   change.what = row_change::kind::remove;
-  apply(table_index, k, change);
+  apply(table_index, std::move(k), std::move(change));
 }
 
-void view_changes::apply(std::size_t table_index, const key& k, const row_change& incoming) {
+void view_changes::apply(std::size_t table_index, key k, row_change incoming) {
   const auto& t = tables_[table_index];
   auto& rows = changes_[table_index];
   auto it = rows.find(k);
   if (it == rows.end()) {
-    rows.emplace(k, incoming);
+    rows.emplace(std::move(k), std::move(incoming));
     return;
   }
   auto& existing = it->second;
   using kind = row_change::kind;
-  if (incoming.what == kind::remove) {
-    existing = incoming;
-    return;
-  }
-  if (incoming.what == kind::replace) {
-    existing = incoming;
+  if (incoming.what == kind::remove || incoming.what == kind::replace) {
+    existing = std::move(incoming);
     return;
   }
   // An upsert on top of what is there.
@@ -156,6 +157,16 @@ void view_changes::apply(std::size_t table_index, const key& k, const row_change
 void view_changes::merge(const view_changes& later) {
   for (std::size_t t = 0; t < changes_.size() && t < later.changes_.size(); ++t)
     for (const auto& [k, change] : later.changes_[t]) apply(t, k, change);
+}
+
+void view_changes::merge(view_changes&& later) {
+  for (std::size_t t = 0; t < changes_.size() && t < later.changes_.size(); ++t) {
+    auto& rows = later.changes_[t];
+    while (!rows.empty()) {
+      auto node = rows.extract(rows.begin());
+      apply(t, std::move(node.key()), std::move(node.mapped()));
+    }
+  }
 }
 
 void view_changes::clear() {

@@ -92,6 +92,8 @@ class view_changes {
 
   /// Folds `later` (recorded after everything in this one) into this one.
   void merge(const view_changes& later);
+  /// The same, taking `later`'s rows over where this one has none (no copies).
+  void merge(view_changes&& later);
   void clear();
   bool empty() const;
   std::size_t rows() const;  // number of rows with a net change
@@ -104,7 +106,7 @@ class view_changes {
 
  private:
   void check_key(std::size_t table_index, const key& k) const;
-  void apply(std::size_t table_index, const key& k, const row_change& change);
+  void apply(std::size_t table_index, key k, row_change change);
   std::span<const table> tables_;
   std::vector<std::map<key, row_change>> changes_;
 };

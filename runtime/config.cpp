@@ -195,7 +195,7 @@ const std::vector<setting>& schema() {
        1,
        100000,
        {},
-       "events fetched and applied per transaction (also the consumer's max ack pending)"},
+       "events applied per transaction; one more batch is fetched ahead"},
       {"projections.max_attempts",
        value_kind::integer,
        1,

@@ -147,7 +147,7 @@ struct projector::impl {
       event_changes.clear();
       try {
         def.apply(e, event_changes);
-        batch_changes.merge(event_changes);
+        batch_changes.merge(std::move(event_changes));
         return;
       } catch (const std::exception& x) {
         if (attempt >= options.max_attempts) {
@@ -488,9 +488,10 @@ rebuild_report rebuild_projection(const projection_definition& def, event_store&
     vs.exec(sql);
     vs.commit(live_cp, std::max(live, rebuilt));
     if (skipped > 0)
-      log->warn("rebuild {}: {} events could not be applied and were skipped, as the live "
-                "projector parks them (see `troupe dead-letters list`)",
-                def.name, skipped);
+      log->warn(
+          "rebuild {}: {} events could not be applied and were skipped, as the live "
+          "projector parks them (see `troupe dead-letters list`)",
+          def.name, skipped);
     report.swapped = true;
     report.position = std::max(live, rebuilt).value;
     log->info("rebuild {}: swapped in at position {} ({} events this run)", def.name,

@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <charconv>
+#include <condition_variable>
 #include <ctime>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -150,13 +153,31 @@ struct subscription::impl {
     return std::min(delay, options.backoff_max);
   }
 
-  void run() {
+  /// A fetched batch, decoded, waiting for the handler.
+  struct fetched {
+    natsMsgList list{};
     std::vector<delivery> batch;
-    std::vector<verdict> verdicts;
+  };
+  std::mutex queue_mutex;
+  std::condition_variable queue_changed;
+  std::deque<fetched> queue;  // at most one batch ahead of the handler
+  std::thread fetcher;
+
+  std::size_t fetch_size() const { return std::max<std::size_t>(1, options.max_in_flight / 2); }
+
+  /// The fetcher thread: fetches and decodes the next batch while the
+  /// handler works on the current one (its database round trips overlap
+  /// the server's delivery), one batch ahead at most.
+  void fetch_loop() {
     while (!stopping) {
-      natsMsgList list{};
+      {
+        std::unique_lock lock(queue_mutex);
+        queue_changed.wait(lock, [&] { return stopping || queue.empty(); });
+        if (stopping) break;
+      }
+      fetched f;
       jsErrCode code = static_cast<jsErrCode>(0);
-      natsStatus s = natsSubscription_Fetch(&list, sub, static_cast<int>(options.max_in_flight),
+      natsStatus s = natsSubscription_Fetch(&f.list, sub, static_cast<int>(fetch_size()),
                                             options.fetch_wait.count(), &code);
       if (s == NATS_TIMEOUT) continue;
       if (s != NATS_OK) {
@@ -165,28 +186,61 @@ struct subscription::impl {
         std::this_thread::sleep_for(options.backoff_base);
         continue;
       }
-      batch.clear();
-      batch.resize(static_cast<std::size_t>(list.Count));
-      for (int i = 0; i < list.Count; ++i) {
-        auto& d = batch[static_cast<std::size_t>(i)];
+      f.batch.resize(static_cast<std::size_t>(f.list.Count));
+      for (int i = 0; i < f.list.Count; ++i) {
+        auto& d = f.batch[static_cast<std::size_t>(i)];
         jsMsgMetaData* meta = nullptr;
-        if (natsMsg_GetMetaData(&meta, list.Msgs[i]) == NATS_OK) {
+        if (natsMsg_GetMetaData(&meta, f.list.Msgs[i]) == NATS_OK) {
           d.stream_sequence = meta->Sequence.Stream;
           d.attempt = static_cast<int>(meta->NumDelivered);
           d.pending = static_cast<std::int64_t>(meta->NumPending);
           jsMsgMetaData_Destroy(meta);
         }
-        d.malformed = decode(list.Msgs[i], d);
+        d.malformed = decode(f.list.Msgs[i], d);
       }
-      if (!batch.empty()) consumer_lag.store(batch.back().pending, std::memory_order_relaxed);
-      delivered.fetch_add(list.Count, std::memory_order_relaxed);
-      in_flight.store(list.Count, std::memory_order_relaxed);
-      verdicts.assign(batch.size(), verdict::ack());
-      for (std::size_t i = 0; i < batch.size(); ++i)
-        if (!batch[i].malformed.empty()) verdicts[i] = verdict::park(batch[i].malformed);
-      bool abandoned = false;
+      if (!f.batch.empty()) consumer_lag.store(f.batch.back().pending, std::memory_order_relaxed);
+      delivered.fetch_add(f.list.Count, std::memory_order_relaxed);
+      in_flight.fetch_add(f.list.Count, std::memory_order_relaxed);
+      {
+        std::lock_guard lock(queue_mutex);
+        queue.push_back(std::move(f));
+      }
+      queue_changed.notify_all();
+    }
+  }
+
+  /// Hands back what was fetched but not handled: NAKed so it is
+  /// redelivered at once to whoever consumes next, not after the ack wait.
+  void release_queued() {
+    std::lock_guard lock(queue_mutex);
+    for (auto& f : queue) {
+      for (int i = 0; i < f.list.Count; ++i) natsMsg_Nak(f.list.Msgs[i], nullptr);
+      natsMsgList_Destroy(&f.list);
+    }
+    queue.clear();
+  }
+
+  void run() {
+    fetcher = std::thread([this] { fetch_loop(); });
+    std::vector<verdict> verdicts;
+    bool abandoned = false;
+    while (!stopping) {
+      fetched f;
+      {
+        std::unique_lock lock(queue_mutex);
+        if (!queue_changed.wait_for(lock, options.fetch_wait,
+                                    [&] { return stopping || !queue.empty(); }) ||
+            queue.empty())
+          continue;
+        f = std::move(queue.front());
+        queue.pop_front();
+      }
+      queue_changed.notify_all();  // the fetcher may go ahead
+      verdicts.assign(f.batch.size(), verdict::ack());
+      for (std::size_t i = 0; i < f.batch.size(); ++i)
+        if (!f.batch[i].malformed.empty()) verdicts[i] = verdict::park(f.batch[i].malformed);
       try {
-        on_batch(batch, verdicts);
+        on_batch(f.batch, verdicts);
       } catch (const abandon_subscription&) {
         abandoned = true;
       } catch (const std::exception& e) {
@@ -196,13 +250,23 @@ struct subscription::impl {
       }
       if (abandoned) {
         log->warn("subscription {}: abandoned with {} messages unacknowledged", options.durable,
-                  list.Count);
-        natsMsgList_Destroy(&list);
+                  f.list.Count);
+        natsMsgList_Destroy(&f.list);
         break;
       }
-      settle(list, batch, verdicts);
-      natsMsgList_Destroy(&list);
-      in_flight.store(0, std::memory_order_relaxed);
+      settle(f.list, f.batch, verdicts);
+      natsMsgList_Destroy(&f.list);
+      in_flight.fetch_sub(static_cast<std::int64_t>(f.batch.size()), std::memory_order_relaxed);
+    }
+    stopping = true;  // an abandoned run stops the fetcher too
+    queue_changed.notify_all();
+    fetcher.join();
+    if (abandoned) {
+      std::lock_guard lock(queue_mutex);  // a crash acknowledges nothing, NAKs nothing
+      for (auto& f : queue) natsMsgList_Destroy(&f.list);
+      queue.clear();
+    } else {
+      release_queued();
     }
     alive = false;
   }
@@ -215,6 +279,11 @@ struct subscription::impl {
       auto& v = verdicts[static_cast<std::size_t>(i)];
       auto* msg = list.Msgs[i];
       const auto& d = batch[static_cast<std::size_t>(i)];
+      if (v.what == verdict::kind::retry && options.cumulative_acks) {
+        // A later cumulative ack would cover the NAK: park instead (kept,
+        // replayable), never lose it.
+        v = verdict::park(v.error + " (retry is not possible with cumulative acks)");
+      }
       if (v.what == verdict::kind::retry && d.attempt < options.max_attempts) {
         if (options.cumulative_acks && last_ack >= 0) ack(list.Msgs[last_ack]);
         last_ack = -1;

@@ -1,8 +1,9 @@
 #pragma once
 // The subscription host: one durable JetStream pull consumer on the events
 // stream, fetched on its own thread (nats.c calls block) and handed to a
-// handler in batches of at most `max_in_flight` messages (also the
-// consumer's MaxAckPending, so the server never has more outstanding).
+// handler thread in batches of half of `max_in_flight`: one batch is being
+// handled while the next is fetched and decoded. `max_in_flight` is also
+// the consumer's MaxAckPending, so the server never has more outstanding.
 //
 // The handler gives each message a verdict:
 //   ack    done; acknowledged

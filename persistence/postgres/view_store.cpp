@@ -1,5 +1,6 @@
 #include "persistence/postgres/view_store.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <map>
 #include <stdexcept>
@@ -33,13 +34,29 @@ std::optional<std::string> value_text(const view::value& v) {
 }
 
 void append_array_element(std::string& out, const view::value& v) {
-  auto text = value_text(v);
-  if (!text) {
+  if (std::holds_alternative<std::monostate>(v)) {
     out += "NULL";
     return;
   }
+  if (auto* i = std::get_if<std::int64_t>(&v)) {
+    char digits[24];
+    auto end = std::to_chars(digits, digits + sizeof digits, *i).ptr;
+    out.append(digits, end);
+    return;
+  }
+  if (auto* b = std::get_if<bool>(&v)) {
+    out.push_back(*b ? 't' : 'f');
+    return;
+  }
+  if (auto* d = std::get_if<double>(&v)) {
+    char digits[32];
+    std::snprintf(digits, sizeof digits, "%.17g", *d);
+    out += digits;
+    return;
+  }
+  const auto& text = std::get<std::string>(v);
   out.push_back('"');
-  for (char c : *text) {
+  for (char c : text) {
     if (c == '"' || c == '\\') out.push_back('\\');
     out.push_back(c);
   }
@@ -159,7 +176,8 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
     std::vector<std::string> key_arrays(keys, "{");
     bool any_delete = false;
     // Upserts grouped by which columns they set and add: one statement each.
-    std::map<std::string, std::vector<const std::pair<const view::key, view::row_change>*>> groups;
+    using entry_ptr = const std::pair<const view::key, view::row_change>*;
+    std::map<std::pair<std::uint64_t, std::uint64_t>, std::vector<entry_ptr>> groups;
     for (const auto& entry : rows) {
       const auto& change = entry.second;
       if (change.what != kind::upsert) {
@@ -170,9 +188,9 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
         any_delete = true;
       }
       if (change.what == kind::remove) continue;
-      std::string signature;
-      for (const auto& [column, v] : change.set) signature += "s" + std::to_string(column);
-      for (const auto& [column, v] : change.add) signature += "a" + std::to_string(column);
+      std::pair<std::uint64_t, std::uint64_t> signature{0, 0};  // set and added columns
+      for (const auto& [column, v] : change.set) signature.first |= std::uint64_t{1} << column;
+      for (const auto& [column, v] : change.add) signature.second |= std::uint64_t{1} << column;
       groups[signature].push_back(&entry);
     }
     if (any_delete) {

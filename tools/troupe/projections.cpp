@@ -85,7 +85,8 @@ projector_options projector_settings(const config& cfg) {
   o.postgres_url = cfg.string("postgres.url");
   o.subscription.nats_url = cfg.string("nats.url");
   o.subscription.stream = cfg.string("publisher.stream");
-  o.subscription.max_in_flight = static_cast<std::size_t>(cfg.integer("projections.batch_size"));
+  o.subscription.max_in_flight =
+      2 * static_cast<std::size_t>(cfg.integer("projections.batch_size"));  // one ahead
   o.subscription.ack_wait = std::chrono::milliseconds{cfg.integer("projections.ack_wait_ms")};
   o.consumer_prefix = cfg.string("projections.consumer_prefix");
   o.max_attempts = static_cast<int>(cfg.integer("projections.max_attempts"));
