@@ -213,7 +213,8 @@ const std::vector<setting>& schema() {
        100,
        3600000,
        {},
-       "JetStream redelivers a batch not acknowledged within this time"},
+       "JetStream redelivers a batch not acknowledged within this time; after a crash the "
+       "restarted projector waits this long for the dead one's batches (duplicates are skipped)"},
       {"log.level",
        value_kind::choice,
        0,

@@ -7,9 +7,14 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
+#include <thread>
 
 #include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
@@ -365,6 +370,96 @@ TEST_F(ProjectionTest, AnInterruptedRebuildResumesWhileTheOldViewKeepsServing) {
   auto later = append("order-later", 0, order_placed{"later", "u9", {{"b1", 1, 1500}}, 1500, 8});
   ASSERT_TRUE(p.wait_until(later.last_position, std::chrono::seconds{30})) << p.status().stalled;
   EXPECT_EQ(count("SELECT count(*) FROM troupe_views.order_summary WHERE order_id = 'later'"), 1);
+}
+
+/// `troupe serve` in a child process.
+pid_t start_node(const std::vector<std::string>& sets) {
+  std::vector<std::string> args{TROUPE_BINARY, "serve"};
+  for (const auto& s : sets) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(TROUPE_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+TEST_F(ProjectionTest, ANodeKilledWhileProjectingCatchesUpAfterRestartAndEqualsARebuild) {
+  auto last = seed_history(600);
+  std::vector<std::string> sets{"postgres.url=" + url,
+                                "nats.url=" + integration::required_env("TROUPE_NATS_URL"),
+                                "publisher.stream=" + stream,
+                                "publisher.subject_prefix=" + prefix,
+                                "projections.consumer_prefix=node-" + run + "-",
+                                "projections.batch_size=10",
+                                "log.level=warn"};
+  auto lowest_view = [&] {
+    return count(
+        "SELECT coalesce(min(position), 0) FROM troupe_checkpoints WHERE name LIKE "
+        "'projection:%' AND name NOT LIKE '%:rebuild%'");
+  };
+  auto views_started = [&] {
+    return count(
+        "SELECT count(*) FROM troupe_checkpoints WHERE name LIKE 'projection:%' AND "
+        "position > 0");
+  };
+  pid_t node = start_node(sets);
+  ASSERT_GT(node, 0);
+  ASSERT_TRUE(eventually([&] { return views_started() >= 1; }));
+  ASSERT_EQ(kill(node, SIGKILL), 0);
+  int status = 0;
+  waitpid(node, &status, 0);
+  auto at_kill = lowest_view();
+  EXPECT_LT(at_kill, last.value) << "every view was done before the kill; the test proved little";
+
+  node = start_node(sets);
+  ASSERT_GT(node, 0);
+  EXPECT_TRUE(eventually([&] { return views_started() == 4 && lowest_view() >= last.value; }))
+      << "views at " << lowest_view() << " of " << last.value;
+  kill(node, SIGTERM);
+  waitpid(node, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+
+  for (const auto& def : bookstore_projections()) {
+    auto live = dump(def);
+    rebuild_options o;
+    o.postgres_url = url;
+    ASSERT_TRUE(rebuild_projection(def, *store, o).swapped);
+    EXPECT_EQ(dump(def), live) << def.name << " differs from a rebuild after the kill";
+  }
+}
+
+TEST_F(ProjectionTest, ANatsServerRestartWhileProjectingLosesNothing) {
+  start_publisher();
+  projector p(order_summary_projection(), store, projector_settings());
+  p.start();
+  std::atomic<bool> writing{true};
+  std::atomic<int> written{0};
+  global_position last;
+  std::thread writer([&] {
+    for (int i = 0; writing || i < 50; ++i) {
+      auto id = "n" + std::to_string(i);
+      last = append("order-" + id, 0, order_placed{id, "u", {{"b", 1, 100}}, 100, i}).last_position;
+      ++written;
+      std::this_thread::sleep_for(std::chrono::milliseconds{2});
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return p.status().position > 0; }));
+  ASSERT_TRUE(integration::services("stop nats"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  ASSERT_TRUE(integration::services("start nats"));
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  writing = false;
+  writer.join();
+  EXPECT_TRUE(p.wait_until(last, std::chrono::seconds{60}))
+      << "at " << p.status().position << " of " << last.value << ": " << p.status().stalled;
+  EXPECT_EQ(count("SELECT count(*) FROM troupe_views.order_summary"), written.load());
 }
 
 TEST_F(ProjectionTest, ASubscriptionRetriesWithBackoffThenParksAndNeverLoops) {
