@@ -3,7 +3,10 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <condition_variable>
 #include <ctime>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -64,6 +67,13 @@ struct event_publisher::impl {
 
   std::atomic<std::int64_t> published{0}, duplicates{0}, failed_rounds{0}, checkpoint{0};
   std::atomic<int> round_errors{0};  // set by the async error handler
+  // Acknowledged publishes since the last reset: a round is confirmed when
+  // this reaches the number sent up to its end (JetStream acknowledges in
+  // order; any error or timeout resets everything to the checkpoint).
+  std::atomic<std::int64_t> acked_since_reset{0};
+  std::atomic<std::int64_t> wake_at{INT64_MAX};
+  std::mutex ack_mutex;
+  std::condition_variable ack_arrived;
 
   static void on_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
                              void* closure) {
@@ -71,8 +81,11 @@ struct event_publisher::impl {
     if (error == nullptr && ack != nullptr) {
       self->published.fetch_add(1, std::memory_order_relaxed);
       if (ack->Duplicate) self->duplicates.fetch_add(1, std::memory_order_relaxed);
+      auto acked = self->acked_since_reset.fetch_add(1, std::memory_order_acq_rel) + 1;
+      if (acked >= self->wake_at.load(std::memory_order_acquire)) self->wake();
     } else {
       self->round_errors.fetch_add(1, std::memory_order_relaxed);
+      self->wake();
       if (error != nullptr)
         self->log->warn("publish failed: {}",
                         error->ErrText != nullptr ? error->ErrText : nats_error(error->Err));
@@ -166,9 +179,26 @@ struct event_publisher::impl {
     return true;
   }
 
-  /// Waits for every outstanding acknowledgement; false on a timeout or an
-  /// error (the unacknowledged ones are dropped: the round is retried).
-  bool wait_for_acks() {
+  void wake() {
+    std::lock_guard lock(ack_mutex);
+    ack_arrived.notify_all();
+  }
+
+  /// Waits until `count` publishes since the reset are acknowledged, an
+  /// error arrived, or `until` passed.
+  void wait_for_acks(std::int64_t count, std::chrono::steady_clock::time_point until) {
+    wake_at.store(count, std::memory_order_release);
+    std::unique_lock lock(ack_mutex);
+    ack_arrived.wait_until(lock, until, [&] {
+      return acked_since_reset.load(std::memory_order_acquire) >= count ||
+             round_errors.load(std::memory_order_relaxed) > 0 || stopping;
+    });
+    wake_at.store(INT64_MAX, std::memory_order_release);
+  }
+
+  /// After an error or a timeout: lets what is in flight finish (or gives
+  /// up on it), so no late acknowledgement is counted after the reset.
+  void drain() {
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
     wait.MaxWait = options.ack_timeout.count();
@@ -177,9 +207,17 @@ struct event_publisher::impl {
       natsMsgList pending{};
       if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
       log->warn("publish acknowledgements did not all arrive: {}", nats_error(s));
-      return false;
     }
-    return round_errors.load(std::memory_order_relaxed) == 0;
+    acked_since_reset.store(0);
+    round_errors.store(0);
+  }
+
+  std::future<read_result> read_async(global_position after) {
+    auto promise = std::make_shared<std::promise<read_result>>();
+    auto future = promise->get_future();
+    store->read_all(after, options.batch_size,
+                    [promise](read_result r) { promise->set_value(std::move(r)); });
+    return future;
   }
 
   std::atomic<int> saves_in_flight{0};
@@ -207,13 +245,72 @@ struct event_publisher::impl {
     }
     checkpoint.store(position.value);
     log->info("publisher resumes after position {}", position.value);
-    // Rounds overlap: while a round's acknowledgements are on their way,
-    // the next round is read; checkpoints are saved without waiting (the
-    // store never moves one backwards, so their order does not matter).
-    std::optional<read_result> ahead;
-    global_position previous = position;  // of the last event sent
+    // A pipeline of rounds: while round N's acknowledgements are on their
+    // way, round N+1 is published and N+2 read by the store's reader
+    // thread. A round is confirmed (its checkpoint saved, without waiting)
+    // once every publish up to its end is acknowledged. Any failed or late
+    // acknowledgement sends everything again from the last confirmed round;
+    // JetStream drops what it already has. At most max_pending publishes
+    // are outstanding, so nats.c never stalls a publish.
+    struct round {
+      global_position last;
+      std::int64_t sent_through;  // publishes since the reset, up to this round's end
+      std::chrono::steady_clock::time_point sent_at;
+    };
+    std::deque<round> unconfirmed;
+    const std::size_t depth =
+        std::max<std::size_t>(1, static_cast<std::size_t>(options.max_pending) /
+                                     std::max<std::size_t>(1, options.batch_size));
+    std::optional<std::future<read_result>> ahead;
+    global_position next_from = position;  // reads continue after the last round sent
+    global_position previous = position;   // of the last event sent
+    std::int64_t sent_since_reset = 0;
+    bool crashed = false;
+
+    auto reset = [&] {
+      if (ahead) ahead->wait();
+      ahead.reset();
+      drain();
+      unconfirmed.clear();
+      sent_since_reset = 0;
+      next_from = previous = position;
+      failed_rounds.fetch_add(1, std::memory_order_relaxed);
+      std::this_thread::sleep_for(options.retry_backoff);
+    };
+
     while (!stopping) {
-      auto read = ahead ? std::move(*ahead) : sync::read_all(*store, position, options.batch_size);
+      // Confirm what is acknowledged; give up on what failed or is late.
+      if (round_errors.load(std::memory_order_relaxed) > 0) {
+        reset();
+        continue;
+      }
+      auto acked = acked_since_reset.load(std::memory_order_acquire);
+      while (!unconfirmed.empty() && acked >= unconfirmed.front().sent_through) {
+        if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
+          log->warn("publisher: simulated crash before saving checkpoint {}",
+                    unconfirmed.front().last.value);
+          crashed = true;
+          break;
+        }
+        position = unconfirmed.front().last;
+        save_checkpoint(position);
+        unconfirmed.pop_front();
+      }
+      if (crashed) break;
+      auto now = std::chrono::steady_clock::now();
+      if (!unconfirmed.empty() && now - unconfirmed.front().sent_at > options.ack_timeout) {
+        log->warn("publish acknowledgements did not arrive within {} ms",
+                  options.ack_timeout.count());
+        reset();
+        continue;
+      }
+      if (unconfirmed.size() >= depth) {
+        wait_for_acks(unconfirmed.front().sent_through,
+                      unconfirmed.front().sent_at + options.ack_timeout);
+        continue;
+      }
+
+      auto read = ahead ? ahead->get() : sync::read_all(*store, next_from, options.batch_size);
       ahead.reset();
       if (read.error != store_errc::ok) {
         failed_rounds.fetch_add(1, std::memory_order_relaxed);
@@ -221,38 +318,50 @@ struct event_publisher::impl {
         continue;
       }
       if (read.events.empty()) {
-        std::this_thread::sleep_for(options.poll_interval);
+        if (!unconfirmed.empty())
+          wait_for_acks(unconfirmed.back().sent_through,
+                        std::min(now + options.poll_interval,
+                                 unconfirmed.front().sent_at + options.ack_timeout));
+        else
+          std::this_thread::sleep_for(options.poll_interval);
         continue;
       }
-      round_errors.store(0, std::memory_order_relaxed);
+      auto last = read.events.back().position;
+      if (read.events.size() == options.batch_size) ahead = read_async(last);
       bool sent = true;
       for (const auto& e : read.events) {
         sent = publish(e, previous);
         if (!sent) break;
         previous = e.position;
+        ++sent_since_reset;
       }
-      auto last = read.events.back().position;
-      if (sent) ahead = sync::read_all(*store, last, options.batch_size);
-      if (!wait_for_acks() || !sent) {
-        // Nothing moves forward: the round is sent again from the
-        // checkpoint, and what already arrived is dropped as duplicate.
-        ahead.reset();
-        previous = position;
-        failed_rounds.fetch_add(1, std::memory_order_relaxed);
-        std::this_thread::sleep_for(options.retry_backoff);
+      if (!sent) {
+        reset();
         continue;
       }
-      if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
-        log->warn("publisher: simulated crash before saving checkpoint {}", last.value);
-        break;
-      }
-      position = last;
-      save_checkpoint(last);
+      next_from = last;
+      unconfirmed.push_back({last, sent_since_reset, std::chrono::steady_clock::now()});
     }
-    // Leave with the last checkpoint saved (a failed save is retried once
-    // here; the next start re-sends from an older one at worst).
-    if (position.value > checkpoint.load())
-      sync::save_checkpoint(*store, options.checkpoint_name, position);
+    if (ahead) ahead->wait();
+    if (!crashed) {
+      // Finish what is in flight, then leave with the last checkpoint saved
+      // (a failed save is retried once here; the next start re-sends from
+      // an older one at worst).
+      if (!unconfirmed.empty()) {
+        jsPubOptions wait;
+        jsPubOptions_Init(&wait);
+        wait.MaxWait = options.ack_timeout.count();
+        js_PublishAsyncComplete(js, &wait);
+        auto acked = acked_since_reset.load();
+        if (round_errors.load() == 0)
+          while (!unconfirmed.empty() && acked >= unconfirmed.front().sent_through) {
+            position = unconfirmed.front().last;
+            unconfirmed.pop_front();
+          }
+      }
+      if (position.value > checkpoint.load())
+        sync::save_checkpoint(*store, options.checkpoint_name, position);
+    }
     alive = false;
   }
 };
@@ -278,6 +387,7 @@ void event_publisher::start() {
 void event_publisher::stop() {
   auto& im = *impl_;
   im.stopping = true;
+  im.wake();
   if (im.thread.joinable()) im.thread.join();
   // Checkpoint saves still in the store call back into us.
   for (int i = 0; i < 1000 && im.saves_in_flight.load() > 0; ++i)

@@ -85,6 +85,26 @@ TEST_P(EventStoreContract, AppendAssignsConsecutiveVersionsAndPositions) {
   EXPECT_LT(read.events[0].position, read.events[1].position);
 }
 
+TEST_P(EventStoreContract, MetadataComesBackWholeFromBothReads) {
+  auto r = request(s("meta"), expected_version::no_stream(), 1, "cmd-meta");
+  r.metadata.causation_id = "cause \"quoted\" \u00e9";
+  r.metadata.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  r.metadata.node_id = "node-7";
+  auto appended = sync::append(*store_, std::move(r));
+  ASSERT_EQ(appended.error, store_errc::ok) << appended.message;
+  auto by_stream = sync::read_stream(*store_, s("meta"));
+  auto by_position = sync::read_all(*store_, global_position{appended.last_position.value - 1}, 1);
+  for (const auto* read : {&by_stream, &by_position}) {
+    ASSERT_EQ(read->events.size(), 1u);
+    const auto& m = read->events[0].metadata;
+    EXPECT_EQ(m.command_id, "cmd-meta");
+    EXPECT_EQ(m.correlation_id, "corr");
+    EXPECT_EQ(m.causation_id, "cause \"quoted\" \u00e9");
+    EXPECT_EQ(m.traceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    EXPECT_EQ(m.node_id, "node-7");
+  }
+}
+
 TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
   ASSERT_EQ(sync::append(*store_, request(s("c"), expected_version::no_stream(), 1)).error,
             store_errc::ok);
