@@ -58,7 +58,18 @@ enum class command_status : std::uint8_t {
   unavailable,  // the store failed; retry (the outcome may be unknown)
   invalid,      // malformed: bad stream id, unknown category, wrong type
 };
-std::string_view to_string(command_status s);
+inline std::string_view to_string(command_status s) {
+  switch (s) {
+    case command_status::accepted: return "accepted";
+    case command_status::duplicate: return "duplicate";
+    case command_status::rejected: return "rejected";
+    case command_status::conflict: return "conflict";
+    case command_status::overloaded: return "overloaded";
+    case command_status::unavailable: return "unavailable";
+    case command_status::invalid: return "invalid";
+  }
+  return "unknown";
+}
 
 struct command_result {
   command_status status = command_status::accepted;

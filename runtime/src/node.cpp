@@ -43,19 +43,6 @@ command_result make_failure(command_status status, std::string code, std::string
 
 }  // namespace detail
 
-std::string_view to_string(command_status s) {
-  switch (s) {
-    case command_status::accepted: return "accepted";
-    case command_status::duplicate: return "duplicate";
-    case command_status::rejected: return "rejected";
-    case command_status::conflict: return "conflict";
-    case command_status::overloaded: return "overloaded";
-    case command_status::unavailable: return "unavailable";
-    case command_status::invalid: return "invalid";
-  }
-  return "unknown";
-}
-
 namespace {
 
 std::string default_node_id() {
