@@ -174,6 +174,23 @@ CREATE TABLE troupe_dead_letters (
 );
 CREATE INDEX troupe_dead_letters_consumer_idx ON troupe_dead_letters (consumer, id);
 )sql"},
+    {5, "create the saga registry",
+     R"sql(
+-- Saga instances that are not finished, so a starting node finds them, replays
+-- their inputs (their own event streams) and re-arms their timeouts. A row
+-- is written before the event that created the instance is acknowledged.
+CREATE TABLE troupe_sagas (
+  saga text NOT NULL,
+  correlation_id text NOT NULL,
+  status text NOT NULL,
+  finished boolean NOT NULL,
+  next_wakeup_ms bigint,
+  started_ms bigint NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (saga, correlation_id)
+);
+CREATE INDEX troupe_sagas_open_idx ON troupe_sagas (saga) WHERE NOT finished;
+)sql"},
 };
 
 constexpr long long migration_lock_key = 7262701;

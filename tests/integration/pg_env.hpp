@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <nats/nats.h>
+
 #include <cstdlib>
+#include <pqxx/pqxx>
 #include <string>
 
 namespace troupe::integration {
@@ -29,6 +32,38 @@ inline std::string database_url(const std::string& database) {
   auto query = u.find('?');
   auto slash = u.rfind('/', query);
   return u.substr(0, slash + 1) + database + (query == std::string::npos ? "" : u.substr(query));
+}
+
+/// A database of the test's own, migrated; dropped (forcibly) at the end.
+struct scoped_database {
+  std::string name;
+  std::string url;
+  explicit scoped_database(std::string database) : name(std::move(database)) {
+    pqxx::connection admin(postgres_url());
+    pqxx::nontransaction(admin).exec("CREATE DATABASE " + name);
+    url = database_url(name);
+  }
+  ~scoped_database() {
+    try {
+      pqxx::connection admin(postgres_url());
+      pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "cannot drop test database " << name << ": " << e.what();
+    }
+  }
+  scoped_database(const scoped_database&) = delete;
+  scoped_database& operator=(const scoped_database&) = delete;
+};
+
+/// Deletes a JetStream stream if it exists.
+inline void delete_jetstream_stream(const std::string& stream) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  if (natsConnection_ConnectTo(&nc, required_env("TROUPE_NATS_URL").c_str()) == NATS_OK &&
+      natsConnection_JetStream(&js, nc, nullptr) == NATS_OK)
+    js_DeleteStream(js, stream.c_str(), nullptr, nullptr);
+  if (js != nullptr) jsCtx_Destroy(js);
+  if (nc != nullptr) natsConnection_Destroy(nc);
 }
 
 /// Runs `scripts/services <args>` of this checkout; true on success.

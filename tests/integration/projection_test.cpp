@@ -43,19 +43,14 @@ bool eventually(Predicate done, std::chrono::seconds timeout = std::chrono::seco
 class ProjectionTest : public ::testing::Test {
  protected:
   std::string run = unique("p");
-  std::string database = "troupe_test_" + run;
-  std::string url;
+  integration::scoped_database db{"troupe_test_" + run};
+  std::string url = db.url;
   std::string stream = "TROUPE_TEST_" + run;
   std::string prefix = "troupetest" + run + ".events";
   std::shared_ptr<postgres_event_store> store;
   std::unique_ptr<event_publisher> publisher;
 
   void SetUp() override {
-    {
-      pqxx::connection admin(integration::postgres_url());
-      pqxx::nontransaction(admin).exec("CREATE DATABASE " + database);
-    }
-    url = integration::database_url(database);
     postgres::migrate(url);
     postgres_store_options o;
     o.url = url;
@@ -65,16 +60,7 @@ class ProjectionTest : public ::testing::Test {
   void TearDown() override {
     publisher.reset();
     store.reset();
-    natsConnection* nc = nullptr;
-    jsCtx* js = nullptr;
-    if (natsConnection_ConnectTo(&nc, integration::required_env("TROUPE_NATS_URL").c_str()) ==
-            NATS_OK &&
-        natsConnection_JetStream(&js, nc, nullptr) == NATS_OK)
-      js_DeleteStream(js, stream.c_str(), nullptr, nullptr);
-    if (js != nullptr) jsCtx_Destroy(js);
-    if (nc != nullptr) natsConnection_Destroy(nc);
-    pqxx::connection admin(integration::postgres_url());
-    pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
+    integration::delete_jetstream_stream(stream);
   }
 
   void start_publisher() {

@@ -1,0 +1,713 @@
+#pragma once
+// The saga host: runs one saga definition's instances on a node.
+//
+//   JetStream events --subscription (explicit acks)--> host loop thread
+//     correlate -> instance (loaded on first use by replaying its stream)
+//     each input (event, step answer, clock tick) is appended to the
+//     instance's own stream `<saga>-<correlation>` BEFORE it is applied
+//     (write-ahead); then the machine runs and its sends go to the node
+//     (node::submit, deterministic command ids); answers come back as inputs
+//   registry (troupe_sagas) and dead letters are written in batches; an
+//   event is acknowledged only after its input is stored and the instance
+//   registered, so a crash never loses an instance.
+//
+// Each instance handles one input at a time (its inbox is its mailbox),
+// like an aggregate actor; different instances interleave on the host's
+// thread, their store writes and commands in flight at once. After a
+// restart the host loads every open instance from the registry, replays it
+// (same state, same steps in flight), sends the in-flight steps again (the
+// aggregates recognise the command ids) and arms its timers; a timeout that
+// fell due while the node was down fires once, at once. Finished instances
+// leave memory.
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "persistence/event_store.hpp"
+#include "persistence/postgres/saga_registry.hpp"
+#include "runtime/node.hpp"
+#include "runtime/saga.hpp"
+#include "runtime/subscription.hpp"
+#include "runtime/uuid.hpp"
+
+namespace troupe {
+
+struct saga_host_options {
+  std::string postgres_url;           // registry and dead letters
+  subscription_options subscription;  // `durable` is derived from the saga's name
+  std::string consumer_prefix = "troupe-saga-";
+  saga_settings settings;
+  std::int64_t registry_flush_ms = 20;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+struct saga_host_stats {
+  std::int64_t live_instances = 0;
+  std::int64_t started = 0;
+  std::int64_t finished = 0;
+  std::int64_t inputs = 0;  // transitions: events, answers and ticks applied
+  std::int64_t timeouts_fired = 0;
+  std::int64_t dead_letters = 0;
+  std::int64_t commands_sent = 0;
+  std::int64_t recovered = 0;  // open instances loaded at start
+  std::map<std::string, std::int64_t> live_by_status;
+  double completion_p50_ms = 0;
+  double completion_p99_ms = 0;
+};
+
+template <saga_definition S>
+class saga_host {
+ public:
+  saga_host(node& n, std::shared_ptr<event_store> store, saga_host_options options)
+      : node_(n), store_(std::move(store)), options_(std::move(options)) {
+    log_ = options_.log ? options_.log : spdlog::default_logger();
+  }
+  ~saga_host() { stop(); }
+  saga_host(const saga_host&) = delete;
+  saga_host& operator=(const saga_host&) = delete;
+
+  /// Resumes the open instances, then consumes events. Throws
+  /// std::runtime_error when PostgreSQL or NATS cannot be reached.
+  void start() {
+    registry_ = std::make_unique<postgres::saga_registry>(options_.postgres_url);
+    mailbox_ = std::make_shared<mailbox>();
+    thread_ = std::thread([this] { loop(); });
+    for (const auto& correlation : registry_open_instances()) {
+      post(recover{correlation});
+      recovered_.fetch_add(1);
+    }
+    auto sub = options_.subscription;
+    sub.durable = options_.consumer_prefix + std::string(S::name);
+    sub.cumulative_acks = false;
+    sub.log = log_;
+    subscription_ = std::make_unique<subscription>(
+        sub, [this](std::span<const delivery> batch, std::span<verdict> v) { handle(batch, v); },
+        [this](const delivery& d, const std::string& error) {
+          log_->error("saga {}: message {} parked: {}", S::name, d.event.event_id, error);
+          return true;  // malformed messages only; kept in the log by the publisher
+        });
+    subscription_->start();
+  }
+
+  void stop() {
+    if (subscription_) subscription_->stop();
+    subscription_.reset();
+    if (mailbox_) {
+      {
+        std::lock_guard lock(mailbox_->mutex);
+        mailbox_->stopping = true;
+      }
+      mailbox_->wake.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    registry_.reset();
+  }
+
+  saga_host_stats stats() const {
+    saga_host_stats s;
+    s.started = started_.load();
+    s.finished = finished_.load();
+    s.inputs = inputs_.load();
+    s.timeouts_fired = timeouts_.load();
+    s.dead_letters = dead_letters_.load();
+    s.commands_sent = commands_sent_.load();
+    s.recovered = recovered_.load();
+    std::lock_guard lock(stats_mutex_);
+    s.live_instances = live_;
+    s.live_by_status = live_by_status_;
+    if (!completion_ms_.empty()) {
+      auto sorted = completion_ms_;
+      std::sort(sorted.begin(), sorted.end());
+      s.completion_p50_ms = sorted[sorted.size() / 2];
+      s.completion_p99_ms = sorted[std::min(sorted.size() - 1, sorted.size() * 99 / 100)];
+    }
+    return s;
+  }
+
+  static std::string stream_of(std::string_view correlation) {
+    return std::string(S::name) + "-" + std::string(correlation);
+  }
+
+ private:
+  // ---- messages to the loop ----------------------------------------------------
+
+  struct batch_token {
+    std::mutex mutex;
+    std::condition_variable done;
+    int remaining = 0;
+    void complete() {
+      std::lock_guard lock(mutex);
+      if (--remaining == 0) done.notify_all();
+    }
+  };
+  struct event_input {
+    recorded_event raw;
+    typename S::event event;
+    std::shared_ptr<batch_token> token;
+  };
+  struct recover {
+    std::string correlation;
+  };
+  struct loaded {
+    std::string correlation;
+    read_result result;
+  };
+  struct appended {
+    std::string correlation;
+    append_result result;
+  };
+  struct answered {
+    std::string correlation;
+    std::string step;
+    int attempt;
+    command_result result;
+  };
+  using message =
+      std::variant<std::pair<std::string, event_input>, recover, loaded, appended, answered>;
+
+  // ---- instances -------------------------------------------------------------------
+
+  struct input {
+    enum class kind : std::uint8_t { event, answer, tick } what = kind::tick;
+    std::int64_t at = 0;
+    std::optional<event_input> event;
+    std::string step;
+    int attempt = 0;
+    command_result result;
+  };
+  struct instance {
+    explicit instance(std::string correlation, saga_settings settings)
+        : machine(std::move(correlation), settings) {}
+    saga_machine<S> machine;
+    std::int64_t version = 0;
+    enum class phase : std::uint8_t { unloaded, loading, idle, appending } state = phase::unloaded;
+    std::deque<input> inbox;
+    std::set<std::string> seen_events;
+    std::int64_t started_ms = 0;
+    bool tick_queued = false;
+    bool registered = false;
+  };
+
+  static std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  /// The loop's mailbox. Shared with the callbacks of store operations and
+  /// commands still in flight, which may finish after the host is gone.
+  struct mailbox {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::deque<message> queue;
+    bool stopping = false;
+    void post(message m) {
+      {
+        std::lock_guard lock(mutex);
+        queue.push_back(std::move(m));
+      }
+      wake.notify_one();
+    }
+  };
+
+  void post(message m) { mailbox_->post(std::move(m)); }
+
+  /// A callback for an asynchronous operation: posts to the mailbox, which
+  /// outlives the host.
+  template <class Make>
+  auto poster(Make make) {
+    return [box = mailbox_, make = std::move(make)](auto result) mutable {
+      box->post(make(std::move(result)));
+    };
+  }
+
+  std::vector<std::string> registry_open_instances() {
+    try {
+      return registry_->open_instances(S::name);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("saga " + std::string(S::name) + ": " + e.what());
+    }
+  }
+
+  /// Subscription thread: hands the relevant events to the loop and waits
+  /// until each is stored and its instance registered; then all are acked.
+  void handle(std::span<const delivery> batch, std::span<verdict>) {
+    auto token = std::make_shared<batch_token>();
+    std::vector<std::pair<std::string, event_input>> relevant;
+    for (const auto& d : batch) {
+      if (!d.malformed.empty()) continue;
+      auto decoded = variant_codec<typename S::event>::decode(d.event.type, d.event.schema_version,
+                                                              d.event.data);
+      if (!decoded) {
+        if (!decoded.error().starts_with("unknown event type"))
+          log_->error("saga {}: event {} ({}) cannot be read: {}", S::name, d.event.event_id,
+                      d.event.type, decoded.error());
+        continue;  // not an event this saga listens to
+      }
+      auto correlation = S::correlate(*decoded);
+      relevant.push_back(
+          {std::move(correlation), event_input{d.event, std::move(*decoded), token}});
+    }
+    if (relevant.empty()) return;
+    token->remaining = static_cast<int>(relevant.size());
+    for (auto& r : relevant) post(std::move(r));
+    std::unique_lock lock(token->mutex);
+    while (!token->done.wait_for(lock, std::chrono::milliseconds{100},
+                                 [&] { return token->remaining == 0; })) {
+      if (mailbox_->stopping) throw abandon_subscription();  // redelivered to the next run
+    }
+  }
+
+  // ---- the loop ----------------------------------------------------------------------
+
+  void loop() {
+    std::vector<message> work;
+    auto last_flush = std::chrono::steady_clock::now();
+    while (true) {
+      {
+        auto& box = *mailbox_;
+        std::unique_lock lock(box.mutex);
+        auto wait_until = std::chrono::steady_clock::now() + std::chrono::milliseconds{100};
+        if (!timers_.empty()) {
+          auto due_in = timers_.top().first - now_ms();
+          wait_until = std::min(wait_until,
+                                std::chrono::steady_clock::now() +
+                                    std::chrono::milliseconds{std::max<std::int64_t>(0, due_in)});
+        }
+        if (!dirty_.empty() || !acks_after_flush_.empty())
+          wait_until = std::min(wait_until,
+                                last_flush + std::chrono::milliseconds{options_.registry_flush_ms});
+        box.wake.wait_until(lock, wait_until, [&] { return box.stopping || !box.queue.empty(); });
+        if (box.stopping && box.queue.empty()) break;
+        work.assign(std::make_move_iterator(box.queue.begin()),
+                    std::make_move_iterator(box.queue.end()));
+        box.queue.clear();
+      }
+      for (auto& m : work) dispatch(std::move(m));
+      work.clear();
+      fire_due_timers();
+      if (!finished_flushed_.empty()) passivate();
+      if ((!dirty_.empty() || !acks_after_flush_.empty()) &&
+          std::chrono::steady_clock::now() - last_flush >=
+              std::chrono::milliseconds{options_.registry_flush_ms}) {
+        flush();
+        last_flush = std::chrono::steady_clock::now();
+      }
+    }
+    if (!dirty_.empty() || !acks_after_flush_.empty()) flush();
+  }
+
+  void dispatch(message m) {
+    std::visit(
+        [this](auto&& msg) {
+          using M = std::decay_t<decltype(msg)>;
+          if constexpr (std::is_same_v<M, std::pair<std::string, event_input>>) {
+            input in;
+            in.what = input::kind::event;
+            in.at = now_ms();
+            in.event = std::move(msg.second);
+            enqueue(msg.first, std::move(in));
+          } else if constexpr (std::is_same_v<M, recover>) {
+            pump(get(msg.correlation));
+          } else if constexpr (std::is_same_v<M, loaded>) {
+            on_loaded(msg.correlation, std::move(msg.result));
+          } else if constexpr (std::is_same_v<M, appended>) {
+            on_appended(msg.correlation, std::move(msg.result));
+          } else {
+            input in;
+            in.what = input::kind::answer;
+            in.at = now_ms();
+            in.step = std::move(msg.step);
+            in.attempt = msg.attempt;
+            in.result = std::move(msg.result);
+            enqueue(msg.correlation, std::move(in));
+          }
+        },
+        std::move(m));
+  }
+
+  instance& get(const std::string& correlation) {
+    auto it = instances_.find(correlation);
+    if (it == instances_.end())
+      it = instances_.emplace(correlation, instance(correlation, options_.settings)).first;
+    return it->second;
+  }
+
+  void enqueue(const std::string& correlation, input in) {
+    auto& inst = get(correlation);
+    inst.inbox.push_back(std::move(in));
+    pump(inst);
+  }
+
+  void pump(instance& inst) {
+    const auto& correlation = inst.machine.correlation_id();
+    if (inst.state == instance::phase::unloaded) {
+      inst.state = instance::phase::loading;
+      store_->read_stream(stream_of(correlation), stream_version{1}, SIZE_MAX,
+                          poster([correlation](read_result r) -> message {
+                            return loaded{correlation, std::move(r)};
+                          }));
+      return;
+    }
+    while (inst.state == instance::phase::idle && !inst.inbox.empty()) {
+      auto& in = inst.inbox.front();
+      if (skip(inst, in)) {
+        if (in.event && in.event->token) in.event->token->complete();
+        if (in.what == input::kind::tick) inst.tick_queued = false;
+        inst.inbox.pop_front();
+        continue;
+      }
+      append_request r;
+      r.stream_id = stream_of(correlation);
+      r.expected = expected_version::exact(stream_version{inst.version});
+      r.recorded_at = clock_type::now();
+      r.metadata.command_id = new_uuid();
+      r.metadata.correlation_id = correlation;
+      if (in.event) r.metadata.causation_id = in.event->raw.event_id;
+      r.events.push_back(encode(in));
+      inst.state = instance::phase::appending;
+      store_->append(std::move(r), poster([correlation](append_result res) -> message {
+                       return appended{correlation, std::move(res)};
+                     }));
+    }
+  }
+
+  /// Inputs that would change nothing are not stored.
+  bool skip(const instance& inst, const input& in) const {
+    if (inst.machine.finished()) return true;
+    if (in.what == input::kind::event) {
+      if (inst.seen_events.contains(in.event->raw.event_id)) return true;
+      if (!inst.machine.started() && !S::starts(in.event->event)) return true;
+    }
+    if (in.what == input::kind::tick) {
+      auto due = inst.machine.next_wakeup();
+      return !due || *due > in.at;
+    }
+    return false;
+  }
+
+  static new_event encode(const input& in) {
+    boost::json::object o;
+    o["at"] = in.at;
+    new_event e;
+    e.event_id = new_uuid();
+    if (in.what == input::kind::event) {
+      e.type = "saga_event_received";
+      const auto& raw = in.event->raw;
+      o["event_id"] = raw.event_id;
+      o["type"] = raw.type;
+      o["schema_version"] = raw.schema_version;
+      o["data"] = raw.data;
+      o["position"] = raw.position.value;
+    } else if (in.what == input::kind::answer) {
+      e.type = "saga_step_answered";
+      o["step"] = in.step;
+      o["attempt"] = in.attempt;
+      o["status"] = std::string(to_string(in.result.status));
+      o["code"] = in.result.reason.code;
+      o["message"] = in.result.reason.message;
+    } else {
+      e.type = "saga_clock_ticked";
+    }
+    e.data = boost::json::serialize(o);
+    return e;
+  }
+
+  /// The stored input back, or nullopt for a record this build cannot read.
+  static std::optional<input> decode(const recorded_event& stored) {
+    boost::system::error_code ec;
+    auto json = boost::json::parse(stored.data, ec);
+    if (ec || !json.is_object()) return std::nullopt;
+    const auto& o = json.get_object();
+    input in;
+    in.at = o.at("at").to_number<std::int64_t>();
+    if (stored.type == "saga_event_received") {
+      in.what = input::kind::event;
+      recorded_event raw;
+      raw.event_id = o.at("event_id").as_string().c_str();
+      raw.type = o.at("type").as_string().c_str();
+      raw.schema_version = static_cast<int>(o.at("schema_version").to_number<std::int64_t>());
+      raw.data = o.at("data").as_string().c_str();
+      raw.position = global_position{o.at("position").to_number<std::int64_t>()};
+      auto decoded =
+          variant_codec<typename S::event>::decode(raw.type, raw.schema_version, raw.data);
+      if (!decoded) return std::nullopt;
+      in.event = event_input{std::move(raw), std::move(*decoded), nullptr};
+    } else if (stored.type == "saga_step_answered") {
+      in.what = input::kind::answer;
+      in.step = o.at("step").as_string().c_str();
+      in.attempt = static_cast<int>(o.at("attempt").to_number<std::int64_t>());
+      in.result.status = status_from(o.at("status").as_string());
+      in.result.reason = {o.at("code").as_string().c_str(), o.at("message").as_string().c_str()};
+    } else if (stored.type == "saga_clock_ticked") {
+      in.what = input::kind::tick;
+    } else {
+      return std::nullopt;
+    }
+    return in;
+  }
+
+  static command_status status_from(std::string_view s) {
+    for (auto st : {command_status::accepted, command_status::duplicate, command_status::rejected,
+                    command_status::conflict, command_status::overloaded,
+                    command_status::unavailable, command_status::invalid})
+      if (to_string(st) == s) return st;
+    return command_status::unavailable;
+  }
+
+  typename saga_machine<S>::output apply(instance& inst, const input& in) {
+    switch (in.what) {
+      case input::kind::event:
+        inst.seen_events.insert(in.event->raw.event_id);
+        return inst.machine.on_event(in.event->event, in.at);
+      case input::kind::answer: return inst.machine.on_reply(in.step, in.attempt, in.result, in.at);
+      case input::kind::tick: return inst.machine.on_tick(in.at);
+    }
+    return {};
+  }
+
+  void on_loaded(const std::string& correlation, read_result r) {
+    auto& inst = get(correlation);
+    if (r.error != store_errc::ok) {
+      log_->warn("saga {} {}: cannot load ({}); retrying", S::name, correlation, r.message);
+      inst.state = instance::phase::unloaded;
+      retry_later(correlation);
+      return;
+    }
+    inst.machine = saga_machine<S>(correlation, options_.settings);
+    inst.seen_events.clear();
+    inst.version = 0;
+    for (const auto& stored : r.events) {
+      inst.version = stored.version.value;
+      auto in = decode(stored);
+      if (!in) {
+        log_->error("saga {} {}: cannot read stored input {} ({})", S::name, correlation,
+                    stored.version.value, stored.type);
+        continue;
+      }
+      if (inst.started_ms == 0) inst.started_ms = in->at;
+      apply(inst, *in);  // replay: the effects happened before
+    }
+    inst.state = instance::phase::idle;
+    // Loaded only to find it finished (a late event): register it again
+    // (idempotent) so it is passivated after the next flush.
+    if (inst.machine.finished()) dirty_.insert(correlation);
+    // Steps in flight when the node went down go out again, with the same
+    // command ids: an aggregate that applied one answers with its outcome.
+    if (!r.events.empty() && !inst.machine.finished())
+      execute(inst, {inst.machine.in_flight(), {}, false});
+    arm(inst);
+    pump(inst);
+  }
+
+  void on_appended(const std::string& correlation, append_result r) {
+    auto& inst = get(correlation);
+    inst.state = instance::phase::idle;
+    if (r.error == store_errc::version_conflict) {
+      // Someone else wrote this saga (a doubled host): start over from its stream.
+      log_->warn("saga {} {}: stream moved under us; reloading", S::name, correlation);
+      inst.state = instance::phase::unloaded;
+      pump(inst);
+      return;
+    }
+    if (r.error != store_errc::ok) {
+      log_->warn("saga {} {}: input not stored ({}); retrying", S::name, correlation, r.message);
+      retry_later(correlation);
+      return;
+    }
+    inst.version = r.last_version.value;
+    if (inst.inbox.empty()) return;
+    auto in = std::move(inst.inbox.front());
+    inst.inbox.pop_front();
+    if (in.what == input::kind::tick) {
+      inst.tick_queued = false;
+      timeouts_.fetch_add(1);
+    }
+    bool was_started = inst.machine.started();
+    if (inst.started_ms == 0) inst.started_ms = in.at;
+    auto out = apply(inst, in);
+    inputs_.fetch_add(1);
+    if (!was_started && inst.machine.started()) started_.fetch_add(1);
+    execute(inst, out);
+    dirty_.insert(correlation);
+    if (in.event && in.event->token) acks_after_flush_.push_back(in.event->token);
+    arm(inst);
+    pump(inst);
+  }
+
+  void execute(instance& inst, const typename saga_machine<S>::output& out) {
+    const auto& correlation = inst.machine.correlation_id();
+    for (const auto& send : out.sends) {
+      command_envelope env;
+      env.stream_id = send.stream_id;
+      env.payload = send.payload;
+      env.command_id = send.command_id;
+      env.correlation_id = correlation;
+      commands_sent_.fetch_add(1);
+      node_.submit(std::move(env), poster([correlation, step = send.step, attempt = send.attempt](
+                                              command_result result) -> message {
+                     return answered{correlation, step, attempt, std::move(result)};
+                   }));
+    }
+    for (const auto& d : out.dead_letters) {
+      postgres::dead_letter letter;
+      letter.consumer = "saga:" + std::string(S::name);
+      letter.event.event_id = d.command_id;
+      letter.event.stream_id = d.stream_id;
+      letter.event.type = "saga_step:" + d.step;
+      letter.event.data = d.command_json;
+      letter.event.metadata.correlation_id = correlation;
+      letter.error = d.error;
+      letter.attempts = d.attempts;
+      pending_letters_.push_back(std::move(letter));
+      dead_letters_.fetch_add(1);
+      log_->warn("saga {} {}: step {} failed {} times, dead-lettered: {}", S::name, correlation,
+                 d.step, d.attempts, d.error);
+    }
+    if (out.finished_now) {
+      finished_.fetch_add(1);
+      std::lock_guard lock(stats_mutex_);
+      if (completion_ms_.size() >= 100000) completion_ms_.erase(completion_ms_.begin());
+      completion_ms_.push_back(static_cast<double>(now_ms() - inst.started_ms));
+    }
+  }
+
+  /// Finished instances whose last change is registered leave memory once
+  /// nothing is queued for them (their stream has everything).
+  void passivate() {
+    bool erased = false;
+    for (auto it = finished_flushed_.begin(); it != finished_flushed_.end();) {
+      auto found = instances_.find(*it);
+      if (found == instances_.end()) {
+        it = finished_flushed_.erase(it);
+      } else if (found->second.inbox.empty() && found->second.state == instance::phase::idle &&
+                 !dirty_.contains(*it)) {
+        instances_.erase(found);
+        it = finished_flushed_.erase(it);
+        erased = true;
+      } else {
+        ++it;
+      }
+    }
+    if (erased) publish_live_stats();
+  }
+
+  void arm(instance& inst) {
+    if (auto due = inst.machine.next_wakeup()) timers_.push({*due, inst.machine.correlation_id()});
+  }
+
+  void retry_later(const std::string& correlation) {
+    timers_.push({now_ms() + options_.settings.retry_backoff_ms, correlation});
+  }
+
+  void fire_due_timers() {
+    auto now = now_ms();
+    while (!timers_.empty() && timers_.top().first <= now) {
+      auto correlation = timers_.top().second;
+      timers_.pop();
+      auto it = instances_.find(correlation);
+      if (it == instances_.end()) continue;
+      auto& inst = it->second;
+      if (inst.state == instance::phase::unloaded) {
+        pump(inst);
+        continue;
+      }
+      auto due = inst.machine.next_wakeup();
+      if (!inst.tick_queued && due && *due <= now) {
+        inst.tick_queued = true;
+        input tick;
+        tick.what = input::kind::tick;
+        tick.at = now;
+        inst.inbox.push_back(std::move(tick));
+      }
+      pump(inst);
+    }
+  }
+
+  /// Registry rows and dead letters in one transaction; then the events
+  /// whose inputs they cover are acknowledged and finished instances leave.
+  void flush() {
+    std::vector<postgres::saga_row> rows;
+    for (const auto& correlation : dirty_) {
+      auto it = instances_.find(correlation);
+      if (it == instances_.end()) continue;
+      const auto& m = it->second.machine;
+      rows.push_back({correlation, std::string(m.status()), m.finished(), m.next_wakeup(),
+                      it->second.started_ms});
+    }
+    try {
+      registry_->save(S::name, rows, pending_letters_);
+    } catch (const std::exception& e) {
+      log_->warn("saga {}: registry not written ({}); retrying", S::name, e.what());
+      try {
+        registry_ = std::make_unique<postgres::saga_registry>(options_.postgres_url);
+      } catch (const std::exception&) {
+      }
+      return;  // tokens wait: their events are not acknowledged yet
+    }
+    pending_letters_.clear();
+    for (auto& token : acks_after_flush_) token->complete();
+    acks_after_flush_.clear();
+    for (const auto& correlation : dirty_) {
+      auto it = instances_.find(correlation);
+      if (it != instances_.end() && it->second.machine.finished())
+        finished_flushed_.insert(correlation);
+    }
+    dirty_.clear();
+    passivate();
+    publish_live_stats();
+  }
+
+  void publish_live_stats() {
+    std::map<std::string, std::int64_t> by_status;
+    for (const auto& [correlation, inst] : instances_)
+      if (inst.machine.started()) ++by_status[std::string(inst.machine.status())];
+    std::lock_guard lock(stats_mutex_);
+    live_ = static_cast<std::int64_t>(instances_.size());
+    live_by_status_ = std::move(by_status);
+  }
+
+  node& node_;
+  std::shared_ptr<event_store> store_;
+  saga_host_options options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<postgres::saga_registry> registry_;
+  std::unique_ptr<subscription> subscription_;
+  std::thread thread_;
+
+  std::shared_ptr<mailbox> mailbox_ = std::make_shared<mailbox>();
+
+  // Loop thread only.
+  std::unordered_map<std::string, instance> instances_;
+  std::priority_queue<std::pair<std::int64_t, std::string>,
+                      std::vector<std::pair<std::int64_t, std::string>>, std::greater<>>
+      timers_;
+  std::set<std::string> dirty_;
+  std::set<std::string> finished_flushed_;
+  std::vector<std::shared_ptr<batch_token>> acks_after_flush_;
+  std::vector<postgres::dead_letter> pending_letters_;
+
+  std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
+      commands_sent_{0}, recovered_{0};
+  mutable std::mutex stats_mutex_;
+  std::int64_t live_ = 0;
+  std::map<std::string, std::int64_t> live_by_status_;
+  std::vector<double> completion_ms_;
+};
+
+}  // namespace troupe

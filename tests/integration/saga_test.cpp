@@ -1,0 +1,233 @@
+// Saga hosts against real PostgreSQL and nats-server: events flow store ->
+// publisher -> JetStream -> saga host -> commands to the node's aggregates.
+
+#include "runtime/saga_host.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "actors/bookstore.hpp"
+#include "actors/sagas.hpp"
+#include "persistence/postgres/migrations.hpp"
+#include "persistence/postgres_event_store.hpp"
+#include "persistence/sync.hpp"
+#include "pg_env.hpp"
+#include "runtime/config.hpp"
+#include "runtime/publisher.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace troupe {
+namespace {
+
+using namespace bookstore;
+using test_support::unique;
+
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::seconds timeout = std::chrono::seconds{60}) {
+  return test_support::eventually(done, timeout);
+}
+
+class SagaTest : public ::testing::Test {
+ protected:
+  std::string run = unique("s");
+  integration::scoped_database db{"troupe_test_" + run};
+  std::string stream = "TROUPE_TEST_" + run;
+  std::shared_ptr<postgres_event_store> store;
+  std::unique_ptr<node> n;
+  std::unique_ptr<event_publisher> publisher;
+
+  void SetUp() override {
+    postgres::migrate(db.url);
+    postgres_store_options o;
+    o.url = db.url;
+    store = std::make_shared<postgres_event_store>(std::move(o));
+    start_node();
+    publisher_options po;
+    po.nats_url = integration::required_env("TROUPE_NATS_URL");
+    po.stream_name = stream;
+    po.subject_prefix = "troupetest" + run + ".events";
+    po.poll_interval = std::chrono::milliseconds{5};
+    publisher = std::make_unique<event_publisher>(store, po);
+    publisher->start();
+  }
+
+  void TearDown() override {
+    publisher.reset();
+    n.reset();
+    store.reset();
+    integration::delete_jetstream_stream(stream);
+  }
+
+  void start_node() {
+    n = std::make_unique<node>(config::defaults(), store);
+    n->register_aggregates<bookstore_aggregates>();
+    n->start();
+  }
+
+  saga_host_options host_options(saga_settings settings = {}) {
+    saga_host_options o;
+    o.postgres_url = db.url;
+    o.subscription.nats_url = integration::required_env("TROUPE_NATS_URL");
+    o.subscription.stream = stream;
+    o.subscription.max_in_flight = 500;
+    o.subscription.fetch_wait = std::chrono::milliseconds{50};
+    o.consumer_prefix = "saga-" + run + "-";
+    o.settings = settings;
+    return o;
+  }
+
+  void create_book(const std::string& id, std::int64_t stock) {
+    auto r = n->execute<book>(
+        id,
+        bookstore::create_book{id, "Book " + id, "", 1000, std::nullopt, "c", "p", {"a"}, stock});
+    ASSERT_TRUE(r.ok()) << r.reason.message;
+  }
+
+  void open_account(const std::string& buyer, std::int64_t limit) {
+    auto r = n->execute<finance_account>(buyer, bookstore::open_account{buyer, limit});
+    ASSERT_TRUE(r.ok()) << r.reason.message;
+  }
+
+  /// The stream's events folded into counts by type.
+  std::map<std::string, std::int64_t> count_types(const std::string& stream_id) {
+    std::map<std::string, std::int64_t> out;
+    for (const auto& e : sync::read_stream(*store, stream_id).events) ++out[e.type];
+    return out;
+  }
+
+  std::string last_type(const std::string& stream_id) {
+    auto events = sync::read_stream(*store, stream_id).events;
+    return events.empty() ? "" : events.back().type;
+  }
+};
+
+TEST_F(SagaTest, AThousandOrdersForScarceStockNeverOversell) {
+  constexpr int orders = 1000;
+  constexpr std::int64_t scarce = 100;
+  create_book("scarce", scarce);
+  create_book("plenty", 100000);
+  for (int b = 0; b < 50; ++b) open_account("u" + std::to_string(b), 1'000'000'000);
+  saga_host<order_fulfilment> host(*n, store, host_options());
+  host.start();
+
+  std::atomic<int> placed{0};
+  for (int i = 0; i < orders; ++i) {
+    auto id = "o" + std::to_string(i);
+    n->submit(node::make_envelope<order>(id, place_order{id,
+                                                         "u" + std::to_string(i % 50),
+                                                         {{"scarce", 1, 1000}, {"plenty", 2, 1000}},
+                                                         i}),
+              [&](command_result r) {
+                if (r.ok()) ++placed;
+              });
+  }
+  ASSERT_TRUE(eventually([&] { return placed.load() == orders; }));
+  ASSERT_TRUE(
+      eventually([&] { return host.stats().finished == orders; }, std::chrono::seconds{240}))
+      << "finished " << host.stats().finished << " of " << orders;
+
+  int completed = 0, cancelled = 0;
+  for (int i = 0; i < orders; ++i) {
+    auto last = last_type("order-o" + std::to_string(i));
+    completed += last == "order_completed";
+    cancelled += last == "order_cancelled";
+  }
+  EXPECT_EQ(completed + cancelled, orders);
+  EXPECT_EQ(completed, scarce) << "every unit of the scarce book sells, and no more";
+  auto scarce_events = count_types("book-scarce");
+  EXPECT_EQ(scarce_events["stock_committed"], scarce);
+  EXPECT_EQ(scarce_events["stock_reserved"] - scarce_events["stock_released"] -
+                scarce_events["stock_committed"],
+            0)
+      << "reserved stock equals stock consumed by completed orders";
+  auto plenty_events = count_types("book-plenty");
+  EXPECT_EQ(plenty_events["stock_committed"], scarce);
+  EXPECT_EQ(plenty_events["stock_reserved"],
+            plenty_events["stock_released"] + plenty_events["stock_committed"]);
+  auto stats = host.stats();
+  EXPECT_EQ(stats.dead_letters, 0);
+  EXPECT_EQ(stats.started, orders);
+  EXPECT_TRUE(eventually([&] { return host.stats().live_instances == 0; }))
+      << host.stats().live_instances << " finished instances still in memory";
+  host.stop();
+}
+
+TEST_F(SagaTest, AStoppedHostResumesItsSagasExactlyOnce) {
+  create_book("b1", 1000);
+  for (int b = 0; b < 10; ++b) open_account("u" + std::to_string(b), 1'000'000'000);
+  constexpr int orders = 200;
+  auto first = std::make_unique<saga_host<order_fulfilment>>(*n, store, host_options());
+  first->start();
+  for (int i = 0; i < orders; ++i) {
+    auto id = "r" + std::to_string(i);
+    n->submit(node::make_envelope<order>(
+                  id, place_order{id, "u" + std::to_string(i % 10), {{"b1", 1, 500}}, i}),
+              [](command_result) {});
+  }
+  ASSERT_TRUE(eventually([&] { return first->stats().finished >= 20; }));
+  first.reset();  // mid-fulfilment: instances open, steps in flight
+  auto second = std::make_unique<saga_host<order_fulfilment>>(*n, store, host_options());
+  second->start();
+  EXPECT_GT(second->stats().recovered, 0);
+  postgres::saga_registry registry(db.url);
+  auto finished = [&] {
+    std::int64_t done = 0;
+    for (const auto& [status, count] : registry.by_status(order_fulfilment::name))
+      if (status == "completed" || status == "cancelled") done += count;
+    return done;
+  };
+  ASSERT_TRUE(eventually([&] { return finished() == orders; }, std::chrono::seconds{120}))
+      << finished() << " of " << orders << " sagas finished";
+  for (int i = 0; i < orders; ++i)
+    EXPECT_EQ(last_type("order-r" + std::to_string(i)), "order_completed") << i;
+  // Each order reserved and paid once, however often its steps were sent.
+  auto b1 = count_types("book-b1");
+  EXPECT_EQ(b1["stock_reserved"], orders);
+  EXPECT_EQ(b1["stock_committed"], orders);
+  for (int b = 0; b < 10; ++b) {
+    auto account = count_types("finance-u" + std::to_string(b));
+    EXPECT_EQ(account["payment_authorised"], orders / 10);
+    EXPECT_EQ(account["payment_captured"], orders / 10);
+  }
+}
+
+TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
+  create_book("b1", 10);
+  open_account("u1", 1'000'000);
+  auto placed = n->execute<order>("late", place_order{"late", "u1", {{"b1", 1, 500}}, 1});
+  ASSERT_TRUE(placed.ok());
+  // What a host that crashed right after storing the order's event left:
+  // the input, its reservation step sent a minute ago, never answered.
+  auto event = sync::read_stream(*store, "order-late").events.at(0);
+  auto minute_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count() -
+                    60000;
+  boost::json::object input{{"at", minute_ago},   {"event_id", event.event_id},
+                            {"type", event.type}, {"schema_version", event.schema_version},
+                            {"data", event.data}, {"position", event.position.value}};
+  append_request r;
+  r.stream_id = "orderfulfilment-late";
+  r.expected = expected_version::no_stream();
+  r.recorded_at = clock_type::now();
+  r.events.push_back({new_uuid(), "saga_event_received", 1, boost::json::serialize(input)});
+  ASSERT_EQ(sync::append(*store, std::move(r)).error, store_errc::ok);
+  postgres::saga_registry registry(db.url);
+  registry.save(order_fulfilment::name,
+                {{"late", "reserving", false, minute_ago + 30000, minute_ago}}, {});
+
+  saga_host<order_fulfilment> host(*n, store, host_options());
+  host.start();
+  ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }))
+      << "recovered " << host.stats().recovered;
+  EXPECT_EQ(host.stats().recovered, 1);
+  EXPECT_EQ(host.stats().timeouts_fired, 1);
+  EXPECT_EQ(last_type("order-late"), "order_completed");
+  auto inputs = count_types("orderfulfilment-late");
+  EXPECT_EQ(inputs["saga_clock_ticked"], 1) << "the overdue timeout fires once";
+  EXPECT_EQ(count_types("book-b1")["stock_reserved"], 1);
+}
+
+}  // namespace
+}  // namespace troupe
