@@ -5,7 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <map>
+#include <set>
 
 #include "actors/bookstore.hpp"
 #include "actors/sagas.hpp"
@@ -227,6 +232,99 @@ TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
   auto inputs = count_types("orderfulfilment-late");
   EXPECT_EQ(inputs["saga_clock_ticked"], 1) << "the overdue timeout fires once";
   EXPECT_EQ(count_types("book-b1")["stock_reserved"], 1);
+}
+
+/// `troupe serve` in a child process.
+pid_t start_node(const std::vector<std::string>& args) {
+  std::vector<std::string> all{TROUPE_BINARY, "serve"};
+  all.insert(all.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(TROUPE_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
+  auto run = unique("k");
+  integration::scoped_database db("troupe_test_" + run);
+  auto stream = "TROUPE_TEST_" + run;
+  std::vector<std::string> sets;
+  for (const std::string& s : std::vector<std::string>{
+           "postgres.url=" + db.url, "nats.url=" + integration::required_env("TROUPE_NATS_URL"),
+           "publisher.stream=" + stream, "publisher.subject_prefix=troupetest" + run + ".events",
+           "projections.enabled=false", "sagas.consumer_prefix=k-" + run + "-",
+           "sagas.ack_wait_ms=1000", "log.level=warn"}) {
+    sets.push_back("--set");
+    sets.push_back(s);
+  }
+  postgres::migrate(db.url);
+  postgres::saga_registry registry(db.url);
+  auto finished = [&] {
+    std::int64_t done = 0;
+    for (const auto& [status, count] : registry.by_status(order_fulfilment::name))
+      if (status == "completed" || status == "cancelled") done += count;
+    return done;
+  };
+  auto with_demo = sets;
+  with_demo.insert(with_demo.end(), {"--demo-orders", "2000"});
+  pid_t node = start_node(with_demo);
+  ASSERT_GT(node, 0);
+  ASSERT_TRUE(eventually([&] { return finished() >= 50; })) << finished();
+  ASSERT_EQ(kill(node, SIGKILL), 0);
+  int status = 0;
+  waitpid(node, &status, 0);
+  auto at_kill = finished();
+
+  postgres_store_options so;
+  so.url = db.url;
+  auto store = std::make_shared<postgres_event_store>(so);
+  // Orders placed before the kill: each must end with its saga finished.
+  std::set<std::string> placed;
+  global_position after{0};
+  std::map<std::string, std::int64_t> reservations, authorisations;  // "book/order", order
+  auto scan = [&] {
+    placed.clear();
+    reservations.clear();
+    authorisations.clear();
+    after = global_position{0};
+    for (;;) {
+      auto page = sync::read_all(*store, after, 10000);
+      if (page.events.empty()) break;
+      for (const auto& e : page.events) {
+        after = e.position;
+        if (e.type == "order_placed") placed.insert(e.stream_id);
+        if (e.type == "stock_reserved")
+          ++reservations[e.stream_id + "/" +
+                         boost::json::parse(e.data).at("order_id").as_string().c_str()];
+        if (e.type == "payment_authorised")
+          ++authorisations[boost::json::parse(e.data).at("payment_id").as_string().c_str()];
+      }
+    }
+  };
+  scan();
+  EXPECT_LT(at_kill, static_cast<std::int64_t>(placed.size()))
+      << "every saga had finished before the kill; the test proved little";
+
+  node = start_node(sets);
+  ASSERT_GT(node, 0);
+  EXPECT_TRUE(eventually([&] { return finished() == static_cast<std::int64_t>(placed.size()); },
+                         std::chrono::seconds{120}))
+      << finished() << " of " << placed.size() << " sagas finished after the restart";
+  kill(node, SIGTERM);
+  waitpid(node, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  scan();
+  for (const auto& [key, count] : reservations) EXPECT_EQ(count, 1) << "reserved twice: " << key;
+  for (const auto& [order_id, count] : authorisations)
+    EXPECT_EQ(count, 1) << "paid twice: " << order_id;
+  EXPECT_EQ(registry.open_instances(order_fulfilment::name).size(), 0u);
+  store->stop();
+  integration::delete_jetstream_stream(stream);
 }
 
 }  // namespace

@@ -10,11 +10,13 @@
 
 #include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
+#include "actors/sagas.hpp"
 #include "persistence/postgres/view_store.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
 #include "runtime/projector.hpp"
 #include "runtime/publisher.hpp"
+#include "runtime/saga_host.hpp"
 #include "runtime/store_factory.hpp"
 #include "tools/troupe/commands.hpp"
 
@@ -106,6 +108,78 @@ bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
            seconds, submitted / std::max(seconds, 1e-9), tally.ok, tally.failed,
            tally.failed ? " — first failure: " + tally.first_failure : std::string());
   return tally.failed == 0;
+}
+
+/// With sagas running, the demo only places orders: the order-fulfilment
+/// saga reserves stock, takes payment and completes (or cancels) each one.
+/// Buyers get accounts with room for every order; returns false unless every
+/// saga ended completed.
+bool run_saga_demo(node& n, saga_host<bookstore::order_fulfilment>& fulfilment, std::int64_t orders,
+                   spdlog::logger& log) {
+  using namespace bookstore;
+  constexpr int books = 20;
+  constexpr int buyers = 100;
+  auto base = now_ms();
+  for (int b = 0; b < books; ++b) {
+    auto id = "demo-" + std::to_string(b);
+    auto r = n.execute<book>(id, create_book{.book_id = id,
+                                             .name = "Demo book " + std::to_string(b),
+                                             .description = "seeded by --demo-orders",
+                                             .price = 1000 + 100 * b,
+                                             .discount_price = std::nullopt,
+                                             .category_id = "demo",
+                                             .publisher_id = "demo",
+                                             .author_ids = {"demo"},
+                                             .initial_stock = 0});
+    auto stocked = n.execute<book>(id, add_stock{id, orders + 10});
+    if ((!r.ok() && r.status != command_status::rejected) || !stocked.ok()) {
+      log.error("seeding book {} failed: {}", id, r.reason.message + stocked.reason.message);
+      return false;
+    }
+  }
+  for (int b = 0; b < buyers; ++b) {
+    auto id = "demo-buyer-" + std::to_string(b);
+    auto r = n.execute<finance_account>(id, open_account{id, 4'000'000'000'000});
+    auto raised = n.execute<finance_account>(id, change_credit_limit{id, 4'000'000'000'000});
+    if ((!r.ok() && r.status != command_status::rejected) || !raised.ok()) {
+      log.error("opening account {} failed: {}", id, r.reason.message + raised.reason.message);
+      return false;
+    }
+  }
+  auto finished_before = fulfilment.stats().finished;
+  log.info("demo: seeded {} books and {} buyers; placing {} orders for the saga", books, buyers,
+           orders);
+  auto started = std::chrono::steady_clock::now();
+  demo_tally tally;
+  constexpr std::int64_t window = 2000;  // orders being placed at once
+  for (std::int64_t i = 0; i < orders; ++i) {
+    if (i >= window) tally.wait_until_done_at_least(i - window + 1);
+    auto order_id = "demo-" + std::to_string(base) + "-" + std::to_string(i);
+    auto book_id = "demo-" + std::to_string(i % books);
+    std::int64_t price = 1000 + 100 * (i % books);
+    n.submit(
+        node::make_envelope<order>(order_id, place_order{order_id,
+                                                         "demo-buyer-" + std::to_string(i % buyers),
+                                                         {order_item{book_id, 1, price}},
+                                                         now_ms()}),
+        tally.slot());
+  }
+  tally.wait_until_done_at_least(orders);
+  auto placed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  log.info("demo: {} orders placed in {:.2f} s; waiting for their sagas", orders, placed_s);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{120 + orders / 100};
+  while (fulfilment.stats().finished - finished_before < orders &&
+         std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  auto s = fulfilment.stats();
+  auto done = s.finished - finished_before;
+  log.info(
+      "demo: {} of {} orders fulfilled by the saga in {:.2f} s ({:.0f} orders/s), saga p50 {:.0f} "
+      "ms p99 {:.0f} ms, {} dead letters",
+      done, orders, seconds, done / std::max(seconds, 1e-9), s.completion_p50_ms,
+      s.completion_p99_ms, s.dead_letters);
+  return done == orders && tally.failed == 0;
 }
 
 /// Waits until every view has caught up with the log and says how long
@@ -224,7 +298,38 @@ int serve(const config& cfg, const serve_options& options) {
     }
     log->info("{} projectors running", projectors.size());
   }
+  // The sagas: one host per saga type (the cluster part spreads their
+  // instances over the nodes by the same shard map as aggregates).
+  std::unique_ptr<saga_host<bookstore::order_fulfilment>> fulfilment;
+  std::unique_ptr<saga_host<bookstore::rating_saga>> rating;
+  if (publisher && cfg.boolean("sagas.enabled")) {
+    saga_host_options o;
+    o.postgres_url = cfg.string("postgres.url");
+    o.subscription.nats_url = cfg.string("nats.url");
+    o.subscription.stream = cfg.string("publisher.stream");
+    o.subscription.max_in_flight = static_cast<std::size_t>(cfg.integer("sagas.batch_size"));
+    o.subscription.ack_wait = std::chrono::milliseconds{cfg.integer("sagas.ack_wait_ms")};
+    o.consumer_prefix = cfg.string("sagas.consumer_prefix");
+    o.settings.step_timeout_ms = cfg.integer("sagas.step_timeout_ms");
+    o.settings.max_attempts = static_cast<int>(cfg.integer("sagas.max_attempts"));
+    o.settings.retry_backoff_ms = cfg.integer("sagas.retry_backoff_ms");
+    o.log = logger("saga");
+    fulfilment = std::make_unique<saga_host<bookstore::order_fulfilment>>(n, store, o);
+    rating = std::make_unique<saga_host<bookstore::rating_saga>>(n, store, o);
+    try {
+      fulfilment->start();
+      rating->start();
+    } catch (const std::exception& e) {
+      log->error("cannot start the sagas: {}", e.what());
+      return 2;
+    }
+    auto recovered = fulfilment->stats().recovered + rating->stats().recovered;
+    log->info("sagas running (order fulfilment, rating); {} open instances resumed", recovered);
+  }
   auto stop_all = [&] {
+    // Sagas first: they send commands to the node.
+    if (fulfilment) fulfilment->stop();
+    if (rating) rating->stop();
     n.stop();
     if (publisher) publisher->stop();
     for (auto& p : projectors) p->stop();
@@ -232,7 +337,8 @@ int serve(const config& cfg, const serve_options& options) {
 
   bool demo_ok = true;
   if (options.demo_orders > 0) {
-    demo_ok = run_demo(n, options.demo_orders, *log);
+    demo_ok = fulfilment ? run_saga_demo(n, *fulfilment, options.demo_orders, *log)
+                         : run_demo(n, options.demo_orders, *log);
     if (!projectors.empty()) demo_ok = report_view_lag(cfg, projectors, *log) && demo_ok;
   }
   log_stats(n, *log);
@@ -256,6 +362,12 @@ int serve(const config& cfg, const serve_options& options) {
     }
   }
   stop_all();
+  for (auto* host : {fulfilment ? &*fulfilment : nullptr}) {
+    if (host == nullptr) continue;
+    auto s = host->stats();
+    log->info("order fulfilment: {} started, {} finished, {} inputs, {} timeouts, {} dead letters",
+              s.started, s.finished, s.inputs, s.timeouts_fired, s.dead_letters);
+  }
   for (auto& p : projectors) {
     auto s = p->status();
     log->info("projection {}: at position {}, {} events in {} batches, {} dead letters", s.name,
