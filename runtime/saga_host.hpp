@@ -27,6 +27,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,8 @@ struct saga_host_options {
   saga_settings settings;
   std::int64_t registry_flush_ms = 20;
   std::shared_ptr<spdlog::logger> log;
+  /// Called on the host's thread when an instance ends (benchmarks, audits).
+  std::function<void(const std::string& correlation, std::string_view status)> on_finished;
 };
 
 struct saga_host_stats {
@@ -581,6 +584,7 @@ class saga_host {
     }
     if (out.finished_now) {
       finished_.fetch_add(1);
+      if (options_.on_finished) options_.on_finished(correlation, inst.machine.status());
       std::lock_guard lock(stats_mutex_);
       if (completion_ms_.size() >= 100000) completion_ms_.erase(completion_ms_.begin());
       completion_ms_.push_back(static_cast<double>(now_ms() - inst.started_ms));
