@@ -69,7 +69,8 @@ struct saga_send {
   std::string step;
   int attempt = 1;
   std::string stream_id;
-  command_payload payload;  // holds D::command of the target decider
+  command_payload payload;   // holds D::command of the target decider
+  std::string command_type;  // `<category>#<index in D::command>`: enough to decode command_json
   std::string command_json;
   std::string command_id;
 };
@@ -78,6 +79,7 @@ struct saga_send {
 struct saga_dead_letter {
   std::string step;
   std::string stream_id;
+  std::string command_type;
   std::string command_json;
   std::string command_id;
   int attempts = 0;
@@ -98,6 +100,7 @@ class saga_context {
     r.step = std::move(step);
     r.stream_id = std::string(D::category) + "-" + std::string(id);
     r.command_json = std::visit([](const auto& c) { return to_json_text(c); }, command);
+    r.command_type = std::string(D::category) + "#" + std::to_string(command.index());
     r.payload = command_payload::of<typename D::command>(std::move(command));
     requests_.push_back(std::move(r));
   }
@@ -114,6 +117,7 @@ class saga_context {
     std::string step;
     std::string stream_id;
     command_payload payload;
+    std::string command_type;
     std::string command_json;
   };
   std::int64_t now_ms_;
@@ -255,13 +259,20 @@ class saga_machine {
     int attempt = 1;
     std::string stream_id;
     command_payload payload;
+    std::string command_type;
     std::string command_json;
     std::int64_t timeout_at = 0;
     std::optional<std::int64_t> retry_at;  // set while waiting to send again
   };
 
   saga_send make_send(const std::string& step, const pending_step& p) const {
-    return {step, p.attempt, p.stream_id, p.payload, p.command_json, command_id(step, p.attempt)};
+    return {step,
+            p.attempt,
+            p.stream_id,
+            p.payload,
+            p.command_type,
+            p.command_json,
+            command_id(step, p.attempt)};
   }
 
   void absorb(saga_context& ctx, std::int64_t now_ms, output& out) {
@@ -273,6 +284,7 @@ class saga_machine {
       pending_step p;
       p.stream_id = std::move(r.stream_id);
       p.payload = std::move(r.payload);
+      p.command_type = std::move(r.command_type);
       p.command_json = std::move(r.command_json);
       p.timeout_at = now_ms + settings_.step_timeout_ms;
       auto [it, inserted] = pending_.emplace(r.step, std::move(p));
@@ -296,8 +308,9 @@ class saga_machine {
   void fail(const std::string& step, rejection why, std::int64_t now_ms, output& out) {
     auto& p = pending_.at(step);
     if (p.attempt >= settings_.max_attempts) {
-      out.dead_letters.push_back({step, p.stream_id, p.command_json, command_id(step, p.attempt),
-                                  p.attempt, why.code + ": " + why.message});
+      out.dead_letters.push_back({step, p.stream_id, p.command_type, p.command_json,
+                                  command_id(step, p.attempt), p.attempt,
+                                  why.code + ": " + why.message});
       settle(step, {step, step_result::kind::gave_up, std::move(why)}, now_ms, out);
       return;
     }

@@ -572,7 +572,7 @@ class saga_host {
       letter.consumer = "saga:" + std::string(S::name);
       letter.event.event_id = d.command_id;
       letter.event.stream_id = d.stream_id;
-      letter.event.type = "saga_step:" + d.step;
+      letter.event.type = d.command_type;  // decodes command_json on replay
       letter.event.data = d.command_json;
       letter.event.metadata.correlation_id = correlation;
       letter.error = d.error;

@@ -327,5 +327,61 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
   integration::delete_jetstream_stream(stream);
 }
 
+/// Runs the troupe binary; returns its exit code and output.
+std::pair<int, std::string> run_troupe(const std::string& args) {
+  std::string out;
+  auto* pipe = popen((std::string(TROUPE_BINARY) + " " + args + " 2>&1").c_str(), "r");
+  char buffer[512];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(SagaDeadLetterReplay, SendsTheStepsCommandAgainOnceFromTheCommandLine) {
+  integration::scoped_database db("troupe_test_" + unique("d"));
+  postgres::migrate(db.url);
+  postgres_store_options so;
+  so.url = db.url;
+  auto store = std::make_shared<postgres_event_store>(so);
+  auto created = variant_codec<book::event>::encode(
+      book_created{"b1", "Dune", "", 1000, std::nullopt, "c", "p", {"a"}, 3});
+  append_request r;
+  r.stream_id = "book-b1";
+  r.expected = expected_version::no_stream();
+  r.recorded_at = clock_type::now();
+  r.events.push_back({new_uuid(), std::string(created.type), created.schema_version, created.data});
+  ASSERT_EQ(sync::append(*store, std::move(r)).error, store_errc::ok);
+  // A step given up: add 5 to the stock of b1.
+  postgres::dead_letter letter;
+  letter.consumer = "saga:orderfulfilment";
+  letter.event.event_id = "orderfulfilment/o9/restock/3";
+  letter.event.stream_id = "book-b1";
+  letter.event.type = "book#3";
+  letter.event.data = R"({"book_id":"b1","quantity":5})";
+  letter.error = "timeout: no answer";
+  letter.attempts = 3;
+  postgres::view_store vs(db.url);
+  vs.exec("BEGIN");
+  vs.park(letter);
+  vs.exec("COMMIT");
+  auto id = vs.dead_letters("saga:orderfulfilment").at(0).id;
+
+  auto set = " --set postgres.url=" + db.url + " --set log.level=warn";
+  auto [code, out] = run_troupe("dead-letters replay " + std::to_string(id) + set);
+  EXPECT_EQ(code, 0) << out;
+  auto events = sync::read_stream(*store, "book-b1").events;
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].type, "stock_added");
+  EXPECT_FALSE(vs.dead_letter_by_id(id)->replayed_at.empty());
+  auto [again, again_out] = run_troupe("dead-letters replay " + std::to_string(id) + set);
+  EXPECT_EQ(again, 1) << again_out;
+  EXPECT_NE(again_out.find("was replayed"), std::string::npos) << again_out;
+  EXPECT_EQ(sync::read_stream(*store, "book-b1").events.size(), 2u);
+  auto [listed, list_out] = run_troupe("dead-letters list --consumer saga:orderfulfilment" + set);
+  EXPECT_EQ(listed, 0);
+  EXPECT_NE(list_out.find("book-b1"), std::string::npos) << list_out;
+  store->stop();
+}
+
 }  // namespace
 }  // namespace troupe

@@ -5,10 +5,13 @@
 #include <cstdio>
 #include <iostream>
 
+#include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
 #include "persistence/postgres/migrations.hpp"
 #include "persistence/postgres/view_store.hpp"
+#include "runtime/command_codec.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/node.hpp"
 #include "runtime/store_factory.hpp"
 #include "tools/troupe/commands.hpp"
 
@@ -77,6 +80,44 @@ class progress_printer {
   bool printed_ = false;
   std::chrono::steady_clock::time_point last_{};
 };
+
+/// A saga step given up: its command is sent again, as it was, to its
+/// aggregate (through a node of this process), with a command id of its
+/// own. What it means is the operator's call: a capture after a completed
+/// order settles it; a reservation after the saga compensated would hold
+/// stock nobody releases.
+int replay_saga_step(const config& cfg, postgres::view_store& vs,
+                     const postgres::dead_letter& letter) {
+  auto payload =
+      decode_command<bookstore::bookstore_aggregates>(letter.event.type, letter.event.data);
+  if (!payload) {
+    std::cerr << "troupe dead-letters replay: cannot rebuild the command of dead letter "
+              << letter.id << ": " << payload.error() << "\n";
+    return 2;
+  }
+  auto store = make_event_store(cfg);
+  node n(cfg, store);
+  n.register_aggregates<bookstore::bookstore_aggregates>();
+  n.start();
+  command_envelope env;
+  env.stream_id = letter.event.stream_id;
+  env.payload = std::move(*payload);
+  env.command_id = letter.event.event_id + "/replay";
+  env.correlation_id = letter.event.metadata.correlation_id;
+  auto result = n.submit_and_wait(std::move(env));
+  n.stop();
+  if (!result.ok()) {
+    std::cerr << "troupe dead-letters replay: " << letter.event.stream_id << " answered "
+              << to_string(result.status) << " " << result.reason.code << " "
+              << result.reason.message << "; the dead letter stays\n";
+    return 1;
+  }
+  vs.mark_replayed(letter.id);
+  std::printf("dead letter %lld replayed: %s accepted the command (%zu events)\n",
+              static_cast<long long>(letter.id), letter.event.stream_id.c_str(),
+              result.event_count);
+  return 0;
+}
 
 }  // namespace
 
@@ -182,6 +223,12 @@ int dead_letters_command(const config& cfg, const std::string& action, std::int6
       std::cerr << "troupe dead-letters replay: no dead letter " << id << "\n";
       return 2;
     }
+    if (!letter->replayed_at.empty()) {
+      std::cerr << "troupe dead-letters replay: dead letter " << id << " was replayed at "
+                << letter->replayed_at << "\n";
+      return 1;
+    }
+    if (letter->consumer.starts_with("saga:")) return replay_saga_step(cfg, vs, *letter);
     const std::string prefix = "projection:";
     if (!letter->consumer.starts_with(prefix)) {
       std::cerr << "troupe dead-letters replay: dead letter " << id << " belongs to "

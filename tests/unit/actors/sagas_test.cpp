@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "actors/bookstore.hpp"
+#include "runtime/command_codec.hpp"
 #include "runtime/testing/saga_spec.hpp"
 
 namespace bookstore {
@@ -279,6 +280,30 @@ TEST(RatingSaga, IgnoresADeletionBeforeItStarted) {
   spec.when(feedback_deleted{"f1", "b1"});
   EXPECT_FALSE(spec.machine().started());
   EXPECT_TRUE(spec.sent().empty());
+}
+
+}  // namespace
+}  // namespace bookstore
+
+namespace bookstore {
+namespace {
+
+// A saga dead letter keeps its command as type and JSON; replay decodes it.
+TEST(SagaDeadLetters, TheStoredCommandDecodesBackToTheSameCommand) {
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed);
+  const auto* sent = spec.sent_step("reserve:b1");
+  ASSERT_NE(sent, nullptr);
+  EXPECT_EQ(sent->command_type, "book#4") << "reserve_stock is book::command's fifth alternative";
+  auto decoded =
+      troupe::decode_command<bookstore_aggregates>(sent->command_type, sent->command_json);
+  ASSERT_TRUE(decoded) << decoded.error();
+  ASSERT_NE(decoded->get<book::command>(), nullptr);
+  EXPECT_EQ(*decoded->get<book::command>(), *sent->payload.get<book::command>());
+  EXPECT_FALSE(troupe::decode_command<bookstore_aggregates>("nope#0", "{}"));
+  EXPECT_FALSE(troupe::decode_command<bookstore_aggregates>("book#99", "{}"));
+  EXPECT_FALSE(troupe::decode_command<bookstore_aggregates>("book#4", "{\"book_id\": 1}"));
+  EXPECT_FALSE(troupe::decode_command<bookstore_aggregates>("book", "{}"));
 }
 
 }  // namespace
