@@ -17,8 +17,9 @@
 // restart the host loads every open instance from the registry, replays it
 // (same state, same steps in flight), sends the in-flight steps again (the
 // aggregates recognise the command ids) and arms its timers; a timeout that
-// fell due while the node was down fires once, at once. Finished instances
-// leave memory.
+// fell due while the node was down fires once, at once. Finished instances,
+// and open ones waiting only for a later event, leave memory; the latter
+// come back (replayed) when that event arrives.
 
 #include <spdlog/spdlog.h>
 
@@ -304,7 +305,7 @@ class saga_host {
       for (auto& m : work) dispatch(std::move(m));
       work.clear();
       fire_due_timers();
-      if (!finished_flushed_.empty()) passivate();
+      if (!quiet_.empty()) passivate();
       if ((!dirty_.empty() || !acks_after_flush_.empty()) &&
           std::chrono::steady_clock::now() - last_flush >=
               std::chrono::milliseconds{options_.registry_flush_ms}) {
@@ -509,7 +510,7 @@ class saga_host {
     inst.state = instance::phase::idle;
     // Loaded only to find it finished (a late event): register it again
     // (idempotent) so it is passivated after the next flush.
-    if (inst.machine.finished()) dirty_.insert(correlation);
+    if (inst.machine.finished() || !inst.machine.next_wakeup()) dirty_.insert(correlation);
     // Steps in flight when the node went down go out again, with the same
     // command ids: an aggregate that applied one answers with its outcome.
     if (!r.events.empty() && !inst.machine.finished())
@@ -591,18 +592,20 @@ class saga_host {
     }
   }
 
-  /// Finished instances whose last change is registered leave memory once
-  /// nothing is queued for them (their stream has everything).
+  /// Instances that are finished or wait for nothing but a later event leave
+  /// memory once their last change is registered and nothing is queued for
+  /// them (their stream has everything).
   void passivate() {
     bool erased = false;
-    for (auto it = finished_flushed_.begin(); it != finished_flushed_.end();) {
+    for (auto it = quiet_.begin(); it != quiet_.end();) {
       auto found = instances_.find(*it);
       if (found == instances_.end()) {
-        it = finished_flushed_.erase(it);
+        it = quiet_.erase(it);
       } else if (found->second.inbox.empty() && found->second.state == instance::phase::idle &&
-                 !dirty_.contains(*it)) {
+                 !dirty_.contains(*it) &&
+                 (found->second.machine.finished() || !found->second.machine.next_wakeup())) {
         instances_.erase(found);
-        it = finished_flushed_.erase(it);
+        it = quiet_.erase(it);
         erased = true;
       } else {
         ++it;
@@ -669,8 +672,12 @@ class saga_host {
     acks_after_flush_.clear();
     for (const auto& correlation : dirty_) {
       auto it = instances_.find(correlation);
-      if (it != instances_.end() && it->second.machine.finished())
-        finished_flushed_.insert(correlation);
+      // Finished, or waiting for nothing but a later event (a rated rating
+      // waits for the feedback's deletion): its stream has everything, so it
+      // can leave memory and come back on its next event.
+      if (it != instances_.end() &&
+          (it->second.machine.finished() || !it->second.machine.next_wakeup()))
+        quiet_.insert(correlation);
     }
     dirty_.clear();
     passivate();
@@ -702,7 +709,7 @@ class saga_host {
                       std::vector<std::pair<std::int64_t, std::string>>, std::greater<>>
       timers_;
   std::set<std::string> dirty_;
-  std::set<std::string> finished_flushed_;
+  std::set<std::string> quiet_;
   std::vector<std::shared_ptr<batch_token>> acks_after_flush_;
   std::vector<postgres::dead_letter> pending_letters_;
 

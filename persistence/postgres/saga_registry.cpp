@@ -29,7 +29,7 @@ saga_registry::~saga_registry() = default;
 std::vector<std::string> saga_registry::open_instances(std::string_view saga) {
   auto& c = store_.connection();
   auto rows = c.exec("SELECT correlation_id FROM troupe_sagas WHERE saga = " + c.quote(saga) +
-                     " AND NOT finished ORDER BY started_ms");
+                     " AND NOT finished AND next_wakeup_ms IS NOT NULL ORDER BY started_ms");
   std::vector<std::string> out;
   for (int r = 0; r < rows.size(); ++r) out.emplace_back(rows.text(r, 0));
   return out;

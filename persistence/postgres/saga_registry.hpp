@@ -30,7 +30,9 @@ class saga_registry {
   explicit saga_registry(const std::string& url);
   ~saga_registry();
 
-  /// Correlation ids of the saga's unfinished instances.
+  /// Correlation ids of the saga's unfinished instances with something
+  /// pending (a step in flight or a timer); the others need nothing until
+  /// their next event.
   std::vector<std::string> open_instances(std::string_view saga);
   /// Upserts rows and parks dead letters, in one transaction.
   void save(std::string_view saga, const std::vector<saga_row>& rows,

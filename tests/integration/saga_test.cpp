@@ -234,6 +234,27 @@ TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
   EXPECT_EQ(count_types("book-b1")["stock_reserved"], 1);
 }
 
+TEST_F(SagaTest, ARatingWaitsOutOfMemoryForItsFeedbacksDeletion) {
+  create_book("b1", 1);
+  saga_host<rating_saga> host(*n, store, host_options());
+  host.start();
+  ASSERT_TRUE(n->execute<feedback>("f1", create_feedback{"f1", "b1", 5, "great", 1}).ok());
+  ASSERT_TRUE(n->execute<feedback>("f2", create_feedback{"f2", "gone", 3, "?", 2}).ok());
+  ASSERT_TRUE(eventually([&] { return count_types("book-b1")["rating_added"] == 1; }));
+  // f2's book does not exist: the saga deletes the feedback.
+  ASSERT_TRUE(eventually([&] { return count_types("feedback-f2")["feedback_deleted"] == 1; }));
+  EXPECT_TRUE(eventually([&] { return host.stats().live_instances == 0; }))
+      << "a rated rating waits for a later event out of memory; live "
+      << host.stats().live_instances << ", first status "
+      << (host.stats().live_by_status.empty() ? "-" : host.stats().live_by_status.begin()->first);
+  EXPECT_EQ(host.stats().finished, 1);  // f2's
+
+  ASSERT_TRUE(n->execute<feedback>("f1", delete_feedback{"f1"}).ok());
+  EXPECT_TRUE(eventually([&] { return count_types("book-b1")["rating_removed"] == 1; }));
+  EXPECT_TRUE(eventually([&] { return host.stats().finished == 2; }));
+  EXPECT_EQ(host.stats().dead_letters, 0);
+}
+
 /// `troupe serve` in a child process.
 pid_t start_node(const std::vector<std::string>& args) {
   std::vector<std::string> all{TROUPE_BINARY, "serve"};
