@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
   po.stream_name = stream_name;
   po.subject_prefix = "benchsaga.events";
   po.poll_interval = std::chrono::milliseconds{2};
+  po.internal_categories = {std::string(order_fulfilment::name)};
   po.log = troupe::logger("publisher");
   auto publisher = std::make_unique<troupe::event_publisher>(store, po);
   publisher->start();

@@ -330,6 +330,9 @@ struct event_publisher::impl {
       if (read.events.size() == options.batch_size) ahead = read_async(last);
       bool sent = true;
       for (const auto& e : read.events) {
+        if (!options.internal_categories.empty() &&
+            options.internal_categories.contains(std::string(stream_category(e.stream_id))))
+          continue;  // runtime-internal (saga inputs): not for consumers
         sent = publish(e, previous);
         if (!sent) break;
         previous = e.position;

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "persistence/event_store.hpp"
@@ -38,6 +39,10 @@ struct publisher_options {
   std::chrono::milliseconds retry_backoff{500};
   std::string source = "troupe";  // ce-source
   std::string checkpoint_name = "publisher";
+  /// Stream categories kept out of JetStream: the runtime's own streams
+  /// (saga inputs). `troupe-previous-position` then names the previous
+  /// published event, so consumers see no gap where these were.
+  std::set<std::string> internal_categories;
   std::shared_ptr<spdlog::logger> log;
   /// Test hook: called after a batch is acknowledged, before its checkpoint
   /// is saved; returning true ends the publisher there, as a crash would.

@@ -93,7 +93,7 @@ global_position current_end(event_store& store) {
 
 struct stream_message {
   std::string subject, event_id, ce_type, ce_subject, ce_specversion;
-  std::int64_t position = 0, version = 0;
+  std::int64_t position = 0, version = 0, previous = 0;
 };
 
 /// Every message of a JetStream stream, in stream order.
@@ -124,6 +124,7 @@ std::vector<stream_message> read_stream(const std::string& stream) {
     m.ce_specversion = header("ce-specversion");
     m.position = std::stoll("0" + header("troupe-position"));
     m.version = std::stoll("0" + header("troupe-stream-version"));
+    m.previous = std::stoll("0" + header("troupe-previous-position"));
     out.push_back(std::move(m));
     natsMsg_Destroy(msg);
   }
@@ -204,6 +205,41 @@ TEST(Publisher, EveryCommittedEventReachesJetStreamOnceInOrder) {
   publisher.stop();
   EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second.value, last);
   expect_exactly_once_in_order(read_stream(setup.stream), appended, setup.prefix);
+}
+
+TEST(Publisher, InternalCategoriesStayOutAndEachMessageNamesThePreviousOneSent) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  auto start = current_end(*store);
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, start), store_errc::ok);
+  std::int64_t normal = 0;
+  global_position last;
+  for (int i = 0; i < 60; ++i) {
+    bool internal = i % 3 != 0;
+    append_request r;
+    r.stream_id = (internal ? "sagainternal-" : "thing-") + setup.run + "-" + std::to_string(i);
+    r.expected = expected_version::no_stream();
+    r.recorded_at = clock_type::now();
+    r.events.push_back(new_event{new_uuid(), "thing_happened", 1, "{}"});
+    auto result = sync::append(*store, std::move(r));
+    ASSERT_EQ(result.error, store_errc::ok);
+    last = result.last_position;
+    normal += internal ? 0 : 1;
+  }
+  auto options = setup.options();
+  options.internal_categories = {"sagainternal"};
+  event_publisher publisher(store, options);
+  publisher.start();
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last.value; }));
+  publisher.stop();
+  auto messages = read_stream(setup.stream);
+  ASSERT_EQ(static_cast<std::int64_t>(messages.size()), normal);
+  auto previous = start.value;
+  for (const auto& m : messages) {
+    EXPECT_EQ(m.subject.find("sagainternal"), std::string::npos) << m.subject;
+    EXPECT_EQ(m.previous, previous) << "message at " << m.position;
+    previous = m.position;
+  }
 }
 
 TEST(Publisher, ACrashBeforeTheCheckpointResendsWithoutDuplicates) {

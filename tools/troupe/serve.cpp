@@ -270,6 +270,11 @@ int serve(const config& cfg, const serve_options& options) {
     o.max_pending = cfg.integer("publisher.max_pending");
     o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
     o.source = "troupe/" + n.id();
+    // Saga inputs are the saga hosts' own write-ahead log, not events for
+    // other consumers.
+    if (cfg.boolean("sagas.enabled"))
+      o.internal_categories = {std::string(bookstore::order_fulfilment::name),
+                               std::string(bookstore::rating_saga::name)};
     o.log = logger("publisher");
     publisher = std::make_unique<event_publisher>(store, std::move(o));
     try {
