@@ -3,7 +3,9 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <condition_variable>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <future>
@@ -67,13 +69,37 @@ struct event_publisher::impl {
 
   std::atomic<std::int64_t> published{0}, duplicates{0}, failed_rounds{0}, checkpoint{0};
   std::atomic<int> round_errors{0};  // set by the async error handler
-  // Acknowledged publishes since the last reset: a round is confirmed when
-  // this reaches the number sent up to its end (JetStream acknowledges in
-  // order; any error or timeout resets everything to the checkpoint).
-  std::atomic<std::int64_t> acked_since_reset{0};
-  std::atomic<std::int64_t> wake_at{INT64_MAX};
-  std::mutex ack_mutex;
+
+  // Rounds in flight, oldest first. Each covers a range of positions (one
+  // read); an acknowledgement counts for the round holding its message's
+  // position, so a round is confirmed only when every one of its own
+  // publishes is acknowledged - never because later ones made up the count
+  // for a message lost in a reconnect.
+  struct round_state {
+    global_position first, last;  // the read's range (internal events included)
+    std::int64_t expected = -1;   // publishes in the round; -1 while still publishing
+    std::int64_t acked = 0;
+    std::chrono::steady_clock::time_point sent_at;
+    bool complete() const { return expected >= 0 && acked >= expected; }
+  };
+  std::mutex ack_mutex;  // guards rounds
   std::condition_variable ack_arrived;
+  std::deque<round_state> rounds;
+
+  void count_ack(natsMsg* msg) {
+    const char* text = nullptr;
+    if (natsMsgHeader_Get(msg, "troupe-position", &text) != NATS_OK || text == nullptr) return;
+    std::int64_t position = 0;
+    std::from_chars(text, text + std::strlen(text), position);
+    std::lock_guard lock(ack_mutex);
+    for (auto& r : rounds) {
+      if (position >= r.first.value && position <= r.last.value) {
+        ++r.acked;
+        if (&r == &rounds.front() && r.complete()) ack_arrived.notify_all();
+        return;
+      }
+    }
+  }
 
   static void on_publish_ack(jsCtx*, natsMsg* msg, jsPubAck* ack, jsPubAckErr* error,
                              void* closure) {
@@ -81,8 +107,7 @@ struct event_publisher::impl {
     if (error == nullptr && ack != nullptr) {
       self->published.fetch_add(1, std::memory_order_relaxed);
       if (ack->Duplicate) self->duplicates.fetch_add(1, std::memory_order_relaxed);
-      auto acked = self->acked_since_reset.fetch_add(1, std::memory_order_acq_rel) + 1;
-      if (acked >= self->wake_at.load(std::memory_order_acquire)) self->wake();
+      self->count_ack(msg);
     } else {
       self->round_errors.fetch_add(1, std::memory_order_relaxed);
       self->wake();
@@ -184,20 +209,18 @@ struct event_publisher::impl {
     ack_arrived.notify_all();
   }
 
-  /// Waits until `count` publishes since the reset are acknowledged, an
-  /// error arrived, or `until` passed.
-  void wait_for_acks(std::int64_t count, std::chrono::steady_clock::time_point until) {
-    wake_at.store(count, std::memory_order_release);
+  /// Waits until the oldest round is acknowledged, an error arrived, or
+  /// `until` passed.
+  void wait_for_front(std::chrono::steady_clock::time_point until) {
     std::unique_lock lock(ack_mutex);
     ack_arrived.wait_until(lock, until, [&] {
-      return acked_since_reset.load(std::memory_order_acquire) >= count ||
+      return (!rounds.empty() && rounds.front().complete()) ||
              round_errors.load(std::memory_order_relaxed) > 0 || stopping;
     });
-    wake_at.store(INT64_MAX, std::memory_order_release);
   }
 
   /// After an error or a timeout: lets what is in flight finish (or gives
-  /// up on it), so no late acknowledgement is counted after the reset.
+  /// up on it) and forgets every round; they are sent again.
   void drain() {
     jsPubOptions wait;
     jsPubOptions_Init(&wait);
@@ -208,7 +231,8 @@ struct event_publisher::impl {
       if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) natsMsgList_Destroy(&pending);
       log->warn("publish acknowledgements did not all arrive: {}", nats_error(s));
     }
-    acked_since_reset.store(0);
+    std::lock_guard lock(ack_mutex);
+    rounds.clear();
     round_errors.store(0);
   }
 
@@ -248,65 +272,74 @@ struct event_publisher::impl {
     // A pipeline of rounds: while round N's acknowledgements are on their
     // way, round N+1 is published and N+2 read by the store's reader
     // thread. A round is confirmed (its checkpoint saved, without waiting)
-    // once every publish up to its end is acknowledged. Any failed or late
+    // once every one of its publishes is acknowledged. Any failed or late
     // acknowledgement sends everything again from the last confirmed round;
     // JetStream drops what it already has. At most max_pending publishes
     // are outstanding, so nats.c never stalls a publish.
-    struct round {
-      global_position last;
-      std::int64_t sent_through;  // publishes since the reset, up to this round's end
-      std::chrono::steady_clock::time_point sent_at;
-    };
-    std::deque<round> unconfirmed;
     const std::size_t depth =
         std::max<std::size_t>(1, static_cast<std::size_t>(options.max_pending) /
                                      std::max<std::size_t>(1, options.batch_size));
     std::optional<std::future<read_result>> ahead;
     global_position next_from = position;  // reads continue after the last round sent
     global_position previous = position;   // of the last event sent
-    std::int64_t sent_since_reset = 0;
     bool crashed = false;
 
     auto reset = [&] {
       if (ahead) ahead->wait();
       ahead.reset();
       drain();
-      unconfirmed.clear();
-      sent_since_reset = 0;
       next_from = previous = position;
       failed_rounds.fetch_add(1, std::memory_order_relaxed);
       std::this_thread::sleep_for(options.retry_backoff);
     };
+    // Pops the acknowledged rounds at the front; their ends, oldest first.
+    auto confirmed = [&] {
+      std::vector<global_position> done;
+      std::lock_guard lock(ack_mutex);
+      while (!rounds.empty() && rounds.front().complete()) {
+        done.push_back(rounds.front().last);
+        rounds.pop_front();
+      }
+      return done;
+    };
+    auto front_overdue = [&] {
+      std::lock_guard lock(ack_mutex);
+      return !rounds.empty() &&
+             std::chrono::steady_clock::now() - rounds.front().sent_at > options.ack_timeout;
+    };
+    auto in_flight = [&] {
+      std::lock_guard lock(ack_mutex);
+      return rounds.size();
+    };
+    auto front_deadline = [&] {
+      std::lock_guard lock(ack_mutex);
+      return rounds.empty() ? std::chrono::steady_clock::now() + options.poll_interval
+                            : rounds.front().sent_at + options.ack_timeout;
+    };
 
     while (!stopping) {
-      // Confirm what is acknowledged; give up on what failed or is late.
       if (round_errors.load(std::memory_order_relaxed) > 0) {
         reset();
         continue;
       }
-      auto acked = acked_since_reset.load(std::memory_order_acquire);
-      while (!unconfirmed.empty() && acked >= unconfirmed.front().sent_through) {
+      for (auto end : confirmed()) {
         if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
-          log->warn("publisher: simulated crash before saving checkpoint {}",
-                    unconfirmed.front().last.value);
+          log->warn("publisher: simulated crash before saving checkpoint {}", end.value);
           crashed = true;
           break;
         }
-        position = unconfirmed.front().last;
-        save_checkpoint(position);
-        unconfirmed.pop_front();
+        position = end;
+        save_checkpoint(end);
       }
       if (crashed) break;
-      auto now = std::chrono::steady_clock::now();
-      if (!unconfirmed.empty() && now - unconfirmed.front().sent_at > options.ack_timeout) {
+      if (front_overdue()) {
         log->warn("publish acknowledgements did not arrive within {} ms",
                   options.ack_timeout.count());
         reset();
         continue;
       }
-      if (unconfirmed.size() >= depth) {
-        wait_for_acks(unconfirmed.front().sent_through,
-                      unconfirmed.front().sent_at + options.ack_timeout);
+      if (in_flight() >= depth) {
+        wait_for_front(front_deadline());
         continue;
       }
 
@@ -318,17 +351,22 @@ struct event_publisher::impl {
         continue;
       }
       if (read.events.empty()) {
-        if (!unconfirmed.empty())
-          wait_for_acks(unconfirmed.back().sent_through,
-                        std::min(now + options.poll_interval,
-                                 unconfirmed.front().sent_at + options.ack_timeout));
+        if (in_flight() > 0)
+          wait_for_front(
+              std::min(std::chrono::steady_clock::now() + options.poll_interval, front_deadline()));
         else
           std::this_thread::sleep_for(options.poll_interval);
         continue;
       }
       auto last = read.events.back().position;
       if (read.events.size() == options.batch_size) ahead = read_async(last);
+      {
+        std::lock_guard lock(ack_mutex);
+        rounds.push_back(
+            {read.events.front().position, last, -1, 0, std::chrono::steady_clock::now()});
+      }
       bool sent = true;
+      std::int64_t count = 0;
       for (const auto& e : read.events) {
         if (!options.internal_categories.empty() &&
             options.internal_categories.contains(std::string(stream_category(e.stream_id))))
@@ -336,31 +374,31 @@ struct event_publisher::impl {
         sent = publish(e, previous);
         if (!sent) break;
         previous = e.position;
-        ++sent_since_reset;
+        ++count;
       }
       if (!sent) {
         reset();
         continue;
       }
       next_from = last;
-      unconfirmed.push_back({last, sent_since_reset, std::chrono::steady_clock::now()});
+      {
+        std::lock_guard lock(ack_mutex);
+        rounds.back().expected = count;
+        if (rounds.size() == 1 && rounds.front().complete()) ack_arrived.notify_all();
+      }
     }
     if (ahead) ahead->wait();
     if (!crashed) {
       // Finish what is in flight, then leave with the last checkpoint saved
       // (a failed save is retried once here; the next start re-sends from
       // an older one at worst).
-      if (!unconfirmed.empty()) {
+      if (in_flight() > 0) {
         jsPubOptions wait;
         jsPubOptions_Init(&wait);
         wait.MaxWait = options.ack_timeout.count();
         js_PublishAsyncComplete(js, &wait);
-        auto acked = acked_since_reset.load();
         if (round_errors.load() == 0)
-          while (!unconfirmed.empty() && acked >= unconfirmed.front().sent_through) {
-            position = unconfirmed.front().last;
-            unconfirmed.pop_front();
-          }
+          for (auto end : confirmed()) position = end;
       }
       if (position.value > checkpoint.load())
         sync::save_checkpoint(*store, options.checkpoint_name, position);
