@@ -266,6 +266,13 @@ struct projector::impl {
       } catch (const store_unavailable& x) {
         if (views) views->rollback();
         set_stalled(x.what());
+      } catch (const abandon_subscription&) {
+        throw;
+      } catch (const std::exception& x) {
+        // Anything else (out of memory, a callback's exception): drop the
+        // connection so no half-written transaction survives, and retry.
+        views.reset();
+        set_stalled(std::string("unexpected: ") + x.what());
       }
       log->warn("projector {}: retrying a batch: {}", def.name, status_stalled());
       std::this_thread::sleep_for(backoff(failures + 1));

@@ -90,6 +90,7 @@ class saga_host {
   void start() {
     registry_ = std::make_unique<postgres::saga_registry>(options_.postgres_url);
     mailbox_ = std::make_shared<mailbox>();
+    abandoning_ = false;
     thread_ = std::thread([this] { loop(); });
     for (const auto& correlation : registry_open_instances()) {
       post(recover{correlation});
@@ -109,6 +110,9 @@ class saga_host {
   }
 
   void stop() {
+    // The subscription's thread may be waiting for inputs to be stored:
+    // tell it to give up first (its batch is redelivered to the next run).
+    abandoning_ = true;
     if (subscription_) subscription_->stop();
     subscription_.reset();
     if (mailbox_) {
@@ -273,7 +277,7 @@ class saga_host {
     std::unique_lock lock(token->mutex);
     while (!token->done.wait_for(lock, std::chrono::milliseconds{100},
                                  [&] { return token->remaining == 0; })) {
-      if (mailbox_->stopping) throw abandon_subscription();  // redelivered to the next run
+      if (abandoning_) throw abandon_subscription();  // redelivered to the next run
     }
   }
 
@@ -371,7 +375,16 @@ class saga_host {
     while (inst.state == instance::phase::idle && !inst.inbox.empty()) {
       auto& in = inst.inbox.front();
       if (skip(inst, in)) {
-        if (in.event && in.event->token) in.event->token->complete();
+        if (in.event && in.event->token) {
+          if (inst.machine.started()) {
+            // Seen before (a redelivery): acknowledged only once the
+            // instance is registered, as for its first delivery.
+            dirty_.insert(correlation);
+            acks_after_flush_.push_back(in.event->token);
+          } else {
+            in.event->token->complete();
+          }
+        }
         if (in.what == input::kind::tick) inst.tick_queued = false;
         inst.inbox.pop_front();
         continue;
@@ -434,6 +447,14 @@ class saga_host {
 
   /// The stored input back, or nullopt for a record this build cannot read.
   static std::optional<input> decode(const recorded_event& stored) {
+    try {
+      return decode_or_throw(stored);
+    } catch (const std::exception&) {
+      return std::nullopt;  // a missing or mistyped field: reported by the caller
+    }
+  }
+
+  static std::optional<input> decode_or_throw(const recorded_event& stored) {
     boost::system::error_code ec;
     auto json = boost::json::parse(stored.data, ec);
     if (ec || !json.is_object()) return std::nullopt;
@@ -510,7 +531,13 @@ class saga_host {
     inst.state = instance::phase::idle;
     // Loaded only to find it finished (a late event): register it again
     // (idempotent) so it is passivated after the next flush.
-    if (inst.machine.finished() || !inst.machine.next_wakeup()) dirty_.insert(correlation);
+    // Every loaded instance is registered again (an idempotent upsert): an
+    // append whose answer was lost may have stored an input nobody
+    // registered. One that never started (an event for nobody) just goes.
+    if (inst.machine.started())
+      dirty_.insert(correlation);
+    else
+      quiet_.insert(correlation);
     // Steps in flight when the node went down go out again, with the same
     // command ids: an aggregate that applied one answers with its outcome.
     if (!r.events.empty() && !inst.machine.finished())
@@ -702,6 +729,7 @@ class saga_host {
   std::thread thread_;
 
   std::shared_ptr<mailbox> mailbox_ = std::make_shared<mailbox>();
+  std::atomic<bool> abandoning_{false};
 
   // Loop thread only.
   std::unordered_map<std::string, instance> instances_;

@@ -175,6 +175,12 @@ struct subscription::impl {
         queue_changed.wait(lock, [&] { return stopping || queue.empty(); });
         if (stopping) break;
       }
+      // No fetch requests while the connection is down: nats.c reconnects
+      // by itself, and the consumer keeps its place.
+      if (natsConnection_Status(connection) != NATS_CONN_STATUS_CONNECTED) {
+        std::this_thread::sleep_for(std::chrono::milliseconds{50});
+        continue;
+      }
       fetched f;
       jsErrCode code = static_cast<jsErrCode>(0);
       natsStatus s = natsSubscription_Fetch(&f.list, sub, static_cast<int>(fetch_size()),
@@ -258,7 +264,10 @@ struct subscription::impl {
       natsMsgList_Destroy(&f.list);
       in_flight.fetch_sub(static_cast<std::int64_t>(f.batch.size()), std::memory_order_relaxed);
     }
-    stopping = true;  // an abandoned run stops the fetcher too
+    {
+      std::lock_guard lock(queue_mutex);  // so the fetcher cannot miss the wake-up
+      stopping = true;                    // an abandoned run stops the fetcher too
+    }
     queue_changed.notify_all();
     fetcher.join();
     if (abandoned) {
@@ -349,7 +358,11 @@ void subscription::start() {
 
 void subscription::stop() {
   auto& im = *impl_;
-  im.stopping = true;
+  {
+    std::lock_guard lock(im.queue_mutex);
+    im.stopping = true;
+  }
+  im.queue_changed.notify_all();
   if (im.thread.joinable()) im.thread.join();
   if (im.connection != nullptr) natsConnection_Flush(im.connection);  // acks out before we go
   if (im.sub != nullptr) {
