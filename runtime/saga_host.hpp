@@ -103,8 +103,26 @@ class saga_host {
     subscription_ = std::make_unique<subscription>(
         sub, [this](std::span<const delivery> batch, std::span<verdict> v) { handle(batch, v); },
         [this](const delivery& d, const std::string& error) {
+          // Malformed or uncorrelatable messages: kept as dead letters (the
+          // subscription's thread; a connection of its own, rarely used).
           log_->error("saga {}: message {} parked: {}", S::name, d.event.event_id, error);
-          return true;  // malformed messages only; kept in the log by the publisher
+          try {
+            postgres::view_store letters(options_.postgres_url);
+            postgres::dead_letter letter;
+            letter.consumer = "saga:" + std::string(S::name);
+            letter.event = d.event;
+            letter.error = error;
+            letter.attempts = d.attempt;
+            letters.exec("BEGIN");
+            letters.park(letter);
+            letters.exec("COMMIT");
+            dead_letters_.fetch_add(1);
+            return true;
+          } catch (const std::exception& e) {
+            log_->warn("saga {}: dead letter not stored ({}); the message comes back", S::name,
+                       e.what());
+            return false;
+          }
         });
     subscription_->start();
   }
@@ -254,7 +272,7 @@ class saga_host {
 
   /// Subscription thread: hands the relevant events to the loop and waits
   /// until each is stored and its instance registered; then all are acked.
-  void handle(std::span<const delivery> batch, std::span<verdict>) {
+  void handle(std::span<const delivery> batch, std::span<verdict> verdicts) {
     auto token = std::make_shared<batch_token>();
     std::vector<std::pair<std::string, event_input>> relevant;
     for (const auto& d : batch) {
@@ -267,7 +285,14 @@ class saga_host {
                       d.event.type, decoded.error());
         continue;  // not an event this saga listens to
       }
-      auto correlation = S::correlate(*decoded);
+      std::string correlation;
+      try {
+        correlation = S::correlate(*decoded);
+      } catch (const std::exception& e) {
+        verdicts[static_cast<std::size_t>(&d - batch.data())] =
+            verdict::park(std::string("cannot correlate: ") + e.what());
+        continue;  // only this message is parked; its neighbours go on
+      }
       relevant.push_back(
           {std::move(correlation), event_input{d.event, std::move(*decoded), token}});
     }
@@ -553,6 +578,28 @@ class saga_host {
       // Someone else wrote this saga (a doubled host): start over from its stream.
       log_->warn("saga {} {}: stream moved under us; reloading", S::name, correlation);
       inst.state = instance::phase::unloaded;
+      pump(inst);
+      return;
+    }
+    if (r.error == store_errc::invalid_input && !inst.inbox.empty()) {
+      // The store will never take this input (too large, say): it becomes a
+      // dead letter and the instance goes on without it, instead of blocking
+      // its inbox and the saga's consumer for good.
+      auto in = std::move(inst.inbox.front());
+      inst.inbox.pop_front();
+      postgres::dead_letter letter;
+      letter.consumer = "saga:" + std::string(S::name);
+      if (in.event) letter.event = in.event->raw;
+      letter.event.metadata.correlation_id = correlation;
+      letter.error = "input not stored: " + r.message;
+      letter.attempts = 1;
+      pending_letters_.push_back(std::move(letter));
+      dead_letters_.fetch_add(1);
+      log_->error("saga {} {}: input refused by the store, dead-lettered: {}", S::name, correlation,
+                  r.message);
+      if (in.what == input::kind::tick) inst.tick_queued = false;
+      if (in.event && in.event->token) acks_after_flush_.push_back(in.event->token);
+      dirty_.insert(correlation);
       pump(inst);
       return;
     }

@@ -15,6 +15,7 @@
 #include "actors/bookstore.hpp"
 #include "actors/sagas.hpp"
 #include "persistence/postgres/migrations.hpp"
+#include "persistence/postgres/view_store.hpp"
 #include "persistence/postgres_event_store.hpp"
 #include "persistence/sync.hpp"
 #include "pg_env.hpp"
@@ -253,6 +254,29 @@ TEST_F(SagaTest, ARatingWaitsOutOfMemoryForItsFeedbacksDeletion) {
   EXPECT_TRUE(eventually([&] { return count_types("book-b1")["rating_removed"] == 1; }));
   EXPECT_TRUE(eventually([&] { return host.stats().finished == 2; }));
   EXPECT_EQ(host.stats().dead_letters, 0);
+}
+
+TEST_F(SagaTest, AnInputTheStoreRefusesIsDeadLetteredInsteadOfBlockingTheSaga) {
+  // A store that takes only small events: every saga input (the order's
+  // event wrapped with its metadata) is too large for it.
+  postgres_store_options small;
+  small.url = db.url;
+  small.max_event_bytes = 200;
+  auto refusing = std::make_shared<postgres_event_store>(small);
+  saga_host<order_fulfilment> host(*n, refusing, host_options());
+  host.start();
+  for (auto id : {"big1", "big2"})
+    ASSERT_TRUE(n->execute<order>(id, place_order{id, "u1", {{"b1", 1, 500}}, 1}).ok());
+  EXPECT_TRUE(eventually([&] { return host.stats().dead_letters == 2; }))
+      << host.stats().dead_letters << " dead letters";
+  postgres::view_store vs(db.url);
+  EXPECT_TRUE(eventually([&] { return vs.dead_letters("saga:orderfulfilment").size() == 2; }));
+  auto letters = vs.dead_letters("saga:orderfulfilment");
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_NE(letters[0].error.find("input not stored"), std::string::npos) << letters[0].error;
+  EXPECT_EQ(letters[0].event.type, "order_placed");
+  host.stop();
+  refusing->stop();
 }
 
 /// `troupe serve` in a child process.
