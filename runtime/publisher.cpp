@@ -430,9 +430,14 @@ void event_publisher::stop() {
   im.stopping = true;
   im.wake();
   if (im.thread.joinable()) im.thread.join();
-  // Checkpoint saves still in the store call back into us.
-  for (int i = 0; i < 1000 && im.saves_in_flight.load() > 0; ++i)
+  // Checkpoint saves still in the store call back into us; the store calls
+  // every callback exactly once, so this ends (slowly if the store is slow).
+  for (int i = 1; im.saves_in_flight.load() > 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    if (i % 1000 == 0)
+      im.log->warn("publisher stopping: {} checkpoint saves still in the store",
+                   im.saves_in_flight.load());
+  }
   if (im.js != nullptr) {
     jsCtx_Destroy(im.js);
     im.js = nullptr;

@@ -661,8 +661,12 @@ class saga_host {
       finished_.fetch_add(1);
       if (options_.on_finished) options_.on_finished(correlation, inst.machine.status());
       std::lock_guard lock(stats_mutex_);
-      if (completion_ms_.size() >= 100000) completion_ms_.erase(completion_ms_.begin());
-      completion_ms_.push_back(static_cast<double>(now_ms() - inst.started_ms));
+      // The latest 100k completions, as a ring.
+      auto sample = static_cast<double>(now_ms() - inst.started_ms);
+      if (completion_ms_.size() < 100000)
+        completion_ms_.push_back(sample);
+      else
+        completion_ms_[completion_next_++ % completion_ms_.size()] = sample;
     }
   }
 
@@ -794,6 +798,7 @@ class saga_host {
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;
   std::vector<double> completion_ms_;
+  std::size_t completion_next_ = 0;
 };
 
 }  // namespace troupe
