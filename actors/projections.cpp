@@ -38,6 +38,18 @@ std::string json_array(const std::vector<std::string>& ids) {
   return boost::json::serialize(a);
 }
 
+/// The catalog columns book_created and book_updated both set.
+template <class E>
+std::vector<troupe::view::assignment> book_columns(const E& e) {
+  return {{"name", e.name},
+          {"description", e.description},
+          {"price", e.price},
+          {"discount_price", optional_int(e.discount_price)},
+          {"category_id", e.category_id},
+          {"publisher_id", e.publisher_id},
+          {"author_ids", json_array(e.author_ids)}};
+}
+
 }  // namespace
 
 projection_definition order_summary_projection() {
@@ -136,25 +148,12 @@ projection_definition book_catalog_projection() {
          "LEFT JOIN {schema}.catalog_publishers p ON p.publisher_id = b.publisher_id");
 
   p.on<book_created>([books](const book_created& e, const recorded_event&, view_changes& v) {
-    v.upsert(books, {e.book_id},
-             {{"name", e.name},
-              {"description", e.description},
-              {"price", e.price},
-              {"discount_price", optional_int(e.discount_price)},
-              {"category_id", e.category_id},
-              {"publisher_id", e.publisher_id},
-              {"author_ids", json_array(e.author_ids)},
-              {"stock", e.initial_stock}});
+    auto columns = book_columns(e);
+    columns.push_back({"stock", e.initial_stock});
+    v.upsert(books, {e.book_id}, std::move(columns));
   });
   p.on<book_updated>([books](const book_updated& e, const recorded_event&, view_changes& v) {
-    v.upsert(books, {e.book_id},
-             {{"name", e.name},
-              {"description", e.description},
-              {"price", e.price},
-              {"discount_price", optional_int(e.discount_price)},
-              {"category_id", e.category_id},
-              {"publisher_id", e.publisher_id},
-              {"author_ids", json_array(e.author_ids)}});
+    v.upsert(books, {e.book_id}, book_columns(e));
   });
   p.on<book_deleted>([books](const book_deleted& e, const recorded_event&, view_changes& v) {
     v.remove(books, {e.book_id});

@@ -25,6 +25,7 @@
 
 #include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
+#include "bench/bench_env.hpp"
 #include "bench/result.hpp"
 #include "persistence/postgres/migrations.hpp"
 #include "persistence/postgres/view_store.hpp"
@@ -37,34 +38,16 @@
 
 namespace {
 
+using troupe::bench::env;
+
 using steady = std::chrono::steady_clock;
 constexpr const char* bench_database = "troupe_bench_projection";
 constexpr const char* stream_name = "BENCH_PROJECTION";
 constexpr std::size_t batch = 1000;
 
-std::string env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) {
-    std::fprintf(stderr, "projection_apply: %s is not set (use scripts/bench)\n", name);
-    std::exit(2);
-  }
-  return value;
-}
+std::string bench_url() { return troupe::bench::database_url(bench_database); }
 
-std::string bench_url() {
-  auto u = env("TROUPE_POSTGRES_URL");
-  auto query = u.find('?');
-  auto slash = u.rfind('/', query);
-  return u.substr(0, slash + 1) + bench_database +
-         (query == std::string::npos ? "" : u.substr(query));
-}
-
-void recreate_database() {
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction tx(admin);
-  tx.exec(std::string("DROP DATABASE IF EXISTS ") + bench_database + " WITH (FORCE)");
-  tx.exec(std::string("CREATE DATABASE ") + bench_database);
-}
+void recreate_database() { troupe::bench::recreate_database(bench_database); }
 
 bookstore::order_placed order_number(std::int64_t i) {
   return {"bench-" + std::to_string(i),
@@ -286,8 +269,6 @@ int main(int argc, char** argv) {
   js_DeleteStream(js, stream_name, nullptr, nullptr);
   jsCtx_Destroy(js);
   natsConnection_Destroy(nc);
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction(admin).exec(std::string("DROP DATABASE ") + bench_database +
-                                   " WITH (FORCE)");
+  troupe::bench::drop_database(bench_database);
   return 0;
 }

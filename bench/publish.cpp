@@ -15,6 +15,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "bench/bench_env.hpp"
 #include "bench/result.hpp"
 #include "persistence/postgres_event_store.hpp"
 #include "persistence/sync.hpp"
@@ -24,32 +25,14 @@
 
 namespace {
 
+using troupe::bench::env;
+
 using steady = std::chrono::steady_clock;
 constexpr const char* bench_database = "troupe_bench_publish";
 
-std::string env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) {
-    std::fprintf(stderr, "publish: %s is not set (use scripts/bench)\n", name);
-    std::exit(2);
-  }
-  return value;
-}
+std::string bench_url() { return troupe::bench::database_url(bench_database); }
 
-std::string bench_url() {
-  auto u = env("TROUPE_POSTGRES_URL");
-  auto query = u.find('?');
-  auto slash = u.rfind('/', query);
-  return u.substr(0, slash + 1) + bench_database +
-         (query == std::string::npos ? "" : u.substr(query));
-}
-
-void recreate_database() {
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction tx(admin);
-  tx.exec(std::string("DROP DATABASE IF EXISTS ") + bench_database);
-  tx.exec(std::string("CREATE DATABASE ") + bench_database);
-}
+void recreate_database() { troupe::bench::recreate_database(bench_database); }
 
 /// `count` events of a realistic size over 1,000 streams.
 void seed(troupe::event_store& store, int count) {
@@ -194,7 +177,6 @@ int main(int argc, char** argv) {
   troupe::bench::print_result("publish", troupe::bench::median(ours), "events/s",
                               troupe::bench::median(raw));
   store->stop();
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction(admin).exec(std::string("DROP DATABASE ") + bench_database);
+  troupe::bench::drop_database(bench_database);
   return 0;
 }

@@ -22,6 +22,7 @@
 
 #include "actors/bookstore.hpp"
 #include "actors/sagas.hpp"
+#include "bench/bench_env.hpp"
 #include "bench/result.hpp"
 #include "persistence/postgres/migrations.hpp"
 #include "persistence/postgres_event_store.hpp"
@@ -32,6 +33,8 @@
 
 namespace {
 
+using troupe::bench::env;
+
 using steady = std::chrono::steady_clock;
 using namespace bookstore;
 constexpr const char* bench_database = "troupe_bench_saga";
@@ -39,29 +42,9 @@ constexpr const char* stream_name = "BENCH_SAGA";
 constexpr int books = 50;
 constexpr int buyers = 200;
 
-std::string env(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) {
-    std::fprintf(stderr, "saga_checkout: %s is not set (use scripts/bench)\n", name);
-    std::exit(2);
-  }
-  return value;
-}
+std::string bench_url() { return troupe::bench::database_url(bench_database); }
 
-std::string bench_url() {
-  auto u = env("TROUPE_POSTGRES_URL");
-  auto query = u.find('?');
-  auto slash = u.rfind('/', query);
-  return u.substr(0, slash + 1) + bench_database +
-         (query == std::string::npos ? "" : u.substr(query));
-}
-
-void recreate_database() {
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction tx(admin);
-  tx.exec(std::string("DROP DATABASE IF EXISTS ") + bench_database + " WITH (FORCE)");
-  tx.exec(std::string("CREATE DATABASE ") + bench_database);
-}
+void recreate_database() { troupe::bench::recreate_database(bench_database); }
 
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -257,8 +240,6 @@ int main(int argc, char** argv) {
   publisher->stop();
   n.stop();
   store->stop();
-  pqxx::connection admin(env("TROUPE_POSTGRES_URL"));
-  pqxx::nontransaction(admin).exec(std::string("DROP DATABASE ") + bench_database +
-                                   " WITH (FORCE)");
+  troupe::bench::drop_database(bench_database);
   return 0;
 }

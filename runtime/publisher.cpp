@@ -15,16 +15,13 @@
 #include <thread>
 
 #include "persistence/sync.hpp"
+#include "runtime/src/nats_support.hpp"
 
 namespace troupe {
 
-namespace {
+using detail::nats_error;
 
-std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
-  std::string out = natsStatus_GetText(s);
-  if (code != 0) out += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
-  return out;
-}
+namespace {
 
 std::string rfc3339(clock_type::time_point t) {
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
@@ -119,24 +116,13 @@ struct event_publisher::impl {
   }
 
   void connect() {
-    natsOptions* opts = nullptr;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(opts, options.nats_url.c_str());
-    // Keep trying to reconnect for as long as the node runs; publishes in
-    // flight during an outage fail and the round is retried.
-    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK) s = natsConnection_Connect(&connection, opts);
-    natsOptions_Destroy(opts);
-    if (s != NATS_OK)
-      throw std::runtime_error("cannot connect to NATS at " + options.nats_url + ": " +
-                               nats_error(s));
+    connection = detail::connect_nats(options.nats_url);
     jsOptions js_options;
     jsOptions_Init(&js_options);
     js_options.PublishAsync.MaxPending = options.max_pending;
     js_options.PublishAsync.AckHandler = &impl::on_publish_ack;
     js_options.PublishAsync.AckHandlerClosure = this;
-    s = natsConnection_JetStream(&js, connection, &js_options);
+    natsStatus s = natsConnection_JetStream(&js, connection, &js_options);
     if (s != NATS_OK) throw std::runtime_error("cannot open JetStream: " + nats_error(s));
   }
 

@@ -11,15 +11,13 @@
 #include <stdexcept>
 #include <thread>
 
+#include "runtime/src/nats_support.hpp"
+
 namespace troupe {
 
-namespace {
+using detail::nats_error;
 
-std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
-  std::string out = natsStatus_GetText(s);
-  if (code != 0) out += " (JetStream error " + std::to_string(static_cast<int>(code)) + ")";
-  return out;
-}
+namespace {
 
 const char* header(natsMsg* msg, const char* key) {
   const char* value = nullptr;
@@ -99,17 +97,8 @@ struct subscription::impl {
       consumer_lag{0}, fetch_errors{0};
 
   void connect() {
-    natsOptions* opts = nullptr;
-    natsStatus s = natsOptions_Create(&opts);
-    if (s == NATS_OK) s = natsOptions_SetURL(opts, options.nats_url.c_str());
-    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
-    if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK) s = natsConnection_Connect(&connection, opts);
-    natsOptions_Destroy(opts);
-    if (s != NATS_OK)
-      throw std::runtime_error("cannot connect to NATS at " + options.nats_url + ": " +
-                               nats_error(s));
-    s = natsConnection_JetStream(&js, connection, nullptr);
+    connection = detail::connect_nats(options.nats_url);
+    natsStatus s = natsConnection_JetStream(&js, connection, nullptr);
     if (s != NATS_OK) throw std::runtime_error("cannot open JetStream: " + nats_error(s));
   }
 

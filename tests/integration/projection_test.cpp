@@ -27,6 +27,7 @@
 #include "runtime/subscription.hpp"
 #include "runtime/uuid.hpp"
 #include "tests/support/test_support.hpp"
+#include "troupe_process.hpp"
 
 namespace troupe {
 namespace {
@@ -358,24 +359,6 @@ TEST_F(ProjectionTest, AnInterruptedRebuildResumesWhileTheOldViewKeepsServing) {
   EXPECT_EQ(count("SELECT count(*) FROM troupe_views.order_summary WHERE order_id = 'later'"), 1);
 }
 
-/// `troupe serve` in a child process.
-pid_t start_node(const std::vector<std::string>& sets) {
-  std::vector<std::string> args{TROUPE_BINARY, "serve"};
-  for (const auto& s : sets) {
-    args.push_back("--set");
-    args.push_back(s);
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(TROUPE_BINARY, argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 TEST_F(ProjectionTest, ANodeKilledWhileProjectingCatchesUpAfterRestartAndEqualsARebuild) {
   auto last = seed_history(600);
   std::vector<std::string> sets{
@@ -396,7 +379,7 @@ TEST_F(ProjectionTest, ANodeKilledWhileProjectingCatchesUpAfterRestartAndEqualsA
         "SELECT count(*) FROM troupe_checkpoints WHERE name LIKE 'projection:%' AND "
         "position > 0");
   };
-  pid_t node = start_node(sets);
+  pid_t node = integration::start_serve(sets);
   ASSERT_GT(node, 0);
   ASSERT_TRUE(eventually([&] { return views_started() >= 1; }));
   ASSERT_EQ(kill(node, SIGKILL), 0);
@@ -405,7 +388,7 @@ TEST_F(ProjectionTest, ANodeKilledWhileProjectingCatchesUpAfterRestartAndEqualsA
   auto at_kill = lowest_view();
   EXPECT_LT(at_kill, last.value) << "every view was done before the kill; the test proved little";
 
-  node = start_node(sets);
+  node = integration::start_serve(sets);
   ASSERT_GT(node, 0);
   EXPECT_TRUE(eventually([&] { return views_started() == 4 && lowest_view() >= last.value; }))
       << "views at " << lowest_view() << " of " << last.value;

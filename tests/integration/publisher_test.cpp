@@ -22,6 +22,7 @@
 #include "pg_env.hpp"
 #include "runtime/uuid.hpp"
 #include "tests/support/test_support.hpp"
+#include "troupe_process.hpp"
 
 namespace troupe {
 namespace {
@@ -155,24 +156,6 @@ std::uint64_t stream_message_count(const std::string& stream) {
   return count;
 }
 
-/// `troupe serve` in a child process (URLs come from the environment).
-pid_t start_node(const std::vector<std::string>& sets) {
-  std::vector<std::string> args{TROUPE_BINARY, "serve"};
-  for (const auto& s : sets) {
-    args.push_back("--set");
-    args.push_back(s);
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(TROUPE_BINARY, argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 /// Each appended event is in the stream exactly once, and each aggregate
 /// stream's events are in version order.
 void expect_exactly_once_in_order(const std::vector<stream_message>& messages,
@@ -281,7 +264,7 @@ TEST(Publisher, AKilledPublisherProcessResumesWithoutLossOrDuplicates) {
                                 "publisher.batch_size=20",
                                 "publisher.max_pending=20",
                                 "log.level=warn"};
-  auto node = start_node(sets);
+  auto node = integration::start_serve(sets);
   ASSERT_GT(node, 0);
   ASSERT_TRUE(eventually([&] { return stream_message_count(setup.stream) >= 200; }));
   ASSERT_EQ(kill(node, SIGKILL), 0);
@@ -291,7 +274,7 @@ TEST(Publisher, AKilledPublisherProcessResumesWithoutLossOrDuplicates) {
   RecordProperty("published_before_kill", static_cast<int>(at_kill));
   EXPECT_LT(at_kill, total) << "the node finished before it was killed; the test proved little";
 
-  node = start_node(sets);
+  node = integration::start_serve(sets);
   ASSERT_GT(node, 0);
   EXPECT_TRUE(eventually([&] { return stream_message_count(setup.stream) >= total; },
                          std::chrono::seconds{60}));

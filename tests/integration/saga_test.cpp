@@ -22,6 +22,7 @@
 #include "runtime/config.hpp"
 #include "runtime/publisher.hpp"
 #include "tests/support/test_support.hpp"
+#include "troupe_process.hpp"
 
 namespace troupe {
 namespace {
@@ -279,34 +280,15 @@ TEST_F(SagaTest, AnInputTheStoreRefusesIsDeadLetteredInsteadOfBlockingTheSaga) {
   refusing->stop();
 }
 
-/// `troupe serve` in a child process.
-pid_t start_node(const std::vector<std::string>& args) {
-  std::vector<std::string> all{TROUPE_BINARY, "serve"};
-  all.insert(all.end(), args.begin(), args.end());
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(TROUPE_BINARY, argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
   auto run = unique("k");
   integration::scoped_database db("troupe_test_" + run);
   auto stream = "TROUPE_TEST_" + run;
-  std::vector<std::string> sets;
-  for (const std::string& s : std::vector<std::string>{
-           "postgres.url=" + db.url, "nats.url=" + integration::required_env("TROUPE_NATS_URL"),
-           "publisher.stream=" + stream, "publisher.subject_prefix=troupetest" + run + ".events",
-           "projections.enabled=false", "sagas.consumer_prefix=k-" + run + "-",
-           "sagas.ack_wait_ms=1000", "log.level=warn"}) {
-    sets.push_back("--set");
-    sets.push_back(s);
-  }
+  std::vector<std::string> sets{
+      "postgres.url=" + db.url,     "nats.url=" + integration::required_env("TROUPE_NATS_URL"),
+      "publisher.stream=" + stream, "publisher.subject_prefix=troupetest" + run + ".events",
+      "projections.enabled=false",  "sagas.consumer_prefix=k-" + run + "-",
+      "sagas.ack_wait_ms=1000",     "log.level=warn"};
   postgres::migrate(db.url);
   postgres::saga_registry registry(db.url);
   auto finished = [&] {
@@ -315,9 +297,7 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
       if (status == "completed" || status == "cancelled") done += count;
     return done;
   };
-  auto with_demo = sets;
-  with_demo.insert(with_demo.end(), {"--demo-orders", "2000"});
-  pid_t node = start_node(with_demo);
+  pid_t node = integration::start_serve(sets, {"--demo-orders", "2000"});
   ASSERT_GT(node, 0);
   ASSERT_TRUE(eventually([&] { return finished() >= 50; })) << finished();
   ASSERT_EQ(kill(node, SIGKILL), 0);
@@ -355,7 +335,7 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
   EXPECT_LT(at_kill, static_cast<std::int64_t>(placed.size()))
       << "every saga had finished before the kill; the test proved little";
 
-  node = start_node(sets);
+  node = integration::start_serve(sets);
   ASSERT_GT(node, 0);
   EXPECT_TRUE(eventually([&] { return finished() == static_cast<std::int64_t>(placed.size()); },
                          std::chrono::seconds{120}))
@@ -370,16 +350,6 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
   EXPECT_EQ(registry.open_instances(order_fulfilment::name).size(), 0u);
   store->stop();
   integration::delete_jetstream_stream(stream);
-}
-
-/// Runs the troupe binary; returns its exit code and output.
-std::pair<int, std::string> run_troupe(const std::string& args) {
-  std::string out;
-  auto* pipe = popen((std::string(TROUPE_BINARY) + " " + args + " 2>&1").c_str(), "r");
-  char buffer[512];
-  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) out += buffer;
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 TEST(SagaDeadLetterReplay, SendsTheStepsCommandAgainOnceFromTheCommandLine) {
@@ -412,17 +382,19 @@ TEST(SagaDeadLetterReplay, SendsTheStepsCommandAgainOnceFromTheCommandLine) {
   auto id = vs.dead_letters("saga:orderfulfilment").at(0).id;
 
   auto set = " --set postgres.url=" + db.url + " --set log.level=warn";
-  auto [code, out] = run_troupe("dead-letters replay " + std::to_string(id) + set);
+  auto [code, out] = integration::run_troupe("dead-letters replay " + std::to_string(id) + set);
   EXPECT_EQ(code, 0) << out;
   auto events = sync::read_stream(*store, "book-b1").events;
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].type, "stock_added");
   EXPECT_FALSE(vs.dead_letter_by_id(id)->replayed_at.empty());
-  auto [again, again_out] = run_troupe("dead-letters replay " + std::to_string(id) + set);
+  auto [again, again_out] =
+      integration::run_troupe("dead-letters replay " + std::to_string(id) + set);
   EXPECT_EQ(again, 1) << again_out;
   EXPECT_NE(again_out.find("was replayed"), std::string::npos) << again_out;
   EXPECT_EQ(sync::read_stream(*store, "book-b1").events.size(), 2u);
-  auto [listed, list_out] = run_troupe("dead-letters list --consumer saga:orderfulfilment" + set);
+  auto [listed, list_out] =
+      integration::run_troupe("dead-letters list --consumer saga:orderfulfilment" + set);
   EXPECT_EQ(listed, 0);
   EXPECT_NE(list_out.find("book-b1"), std::string::npos) << list_out;
   store->stop();

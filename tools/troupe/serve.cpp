@@ -56,11 +56,10 @@ struct demo_tally {
   }
 };
 
-/// Seeds a small catalog and runs `orders` orders through the same steps the
-/// fulfilment saga will take: reserve stock, place, complete, commit stock.
-bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
+/// The demo's catalog: `books` books (created once), each given `stock` more
+/// units now, so a repeated demo on the same database has enough.
+bool seed_demo_books(node& n, int books, std::int64_t stock, spdlog::logger& log) {
   using namespace bookstore;
-  constexpr int books = 20;
   for (int b = 0; b < books; ++b) {
     auto id = "demo-" + std::to_string(b);
     auto r = n.execute<book>(id, create_book{.book_id = id,
@@ -71,12 +70,22 @@ bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
                                              .category_id = "demo",
                                              .publisher_id = "demo",
                                              .author_ids = {"demo"},
-                                             .initial_stock = orders * 2 + 10});
-    if (!r.ok() && r.status != command_status::rejected) {
-      log.error("seeding book {} failed: {}", id, r.reason.message);
+                                             .initial_stock = 0});
+    auto stocked = n.execute<book>(id, add_stock{id, stock});
+    if ((!r.ok() && r.status != command_status::rejected) || !stocked.ok()) {
+      log.error("seeding book {} failed: {}", id, r.reason.message + stocked.reason.message);
       return false;
     }
   }
+  return true;
+}
+
+/// Seeds a small catalog and runs `orders` orders through the same steps the
+/// fulfilment saga will take: reserve stock, place, complete, commit stock.
+bool run_demo(node& n, std::int64_t orders, spdlog::logger& log) {
+  using namespace bookstore;
+  constexpr int books = 20;
+  if (!seed_demo_books(n, books, orders * 2 + 10, log)) return false;
   log.info("demo: seeded {} books; placing {} orders", books, orders);
 
   auto started = std::chrono::steady_clock::now();
@@ -120,23 +129,7 @@ bool run_saga_demo(node& n, saga_host<bookstore::order_fulfilment>& fulfilment, 
   constexpr int books = 20;
   constexpr int buyers = 100;
   auto base = now_ms();
-  for (int b = 0; b < books; ++b) {
-    auto id = "demo-" + std::to_string(b);
-    auto r = n.execute<book>(id, create_book{.book_id = id,
-                                             .name = "Demo book " + std::to_string(b),
-                                             .description = "seeded by --demo-orders",
-                                             .price = 1000 + 100 * b,
-                                             .discount_price = std::nullopt,
-                                             .category_id = "demo",
-                                             .publisher_id = "demo",
-                                             .author_ids = {"demo"},
-                                             .initial_stock = 0});
-    auto stocked = n.execute<book>(id, add_stock{id, orders + 10});
-    if ((!r.ok() && r.status != command_status::rejected) || !stocked.ok()) {
-      log.error("seeding book {} failed: {}", id, r.reason.message + stocked.reason.message);
-      return false;
-    }
-  }
+  if (!seed_demo_books(n, books, orders + 10, log)) return false;
   for (int b = 0; b < buyers; ++b) {
     auto id = "demo-buyer-" + std::to_string(b);
     auto r = n.execute<finance_account>(id, open_account{id, 4'000'000'000'000});
