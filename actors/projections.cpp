@@ -198,6 +198,31 @@ projection_definition book_catalog_projection() {
   return std::move(p).build();
 }
 
+projection_definition feedbacks_projection() {
+  projection_builder p("feedbacks", 1);
+  auto feedbacks = p.table({"feedbacks",
+                            {{"feedback_id", t_text},
+                             {"book_id", t_text},
+                             {"rating", t_int},
+                             {"comment", t_text},
+                             {"created_at", t_int}},
+                            1,
+                            {{"book_id", "created_at"}}});
+  p.on<feedback_created>(
+      [feedbacks](const feedback_created& e, const recorded_event&, view_changes& v) {
+        v.upsert(feedbacks, {e.feedback_id},
+                 {{"book_id", e.book_id},
+                  {"rating", std::int64_t{e.rating}},
+                  {"comment", e.comment},
+                  {"created_at", e.created_at}});
+      });
+  p.on<feedback_deleted>(
+      [feedbacks](const feedback_deleted& e, const recorded_event&, view_changes& v) {
+        v.remove(feedbacks, {e.feedback_id});
+      });
+  return std::move(p).build();
+}
+
 projection_definition sales_by_book_projection() {
   projection_builder p("sales_by_book", 1);
   auto sales = p.table({"sales_by_book",
@@ -221,6 +246,7 @@ std::vector<projection_definition> bookstore_projections() {
   all.push_back(orders_by_buyer_projection());
   all.push_back(book_catalog_projection());
   all.push_back(sales_by_book_projection());
+  all.push_back(feedbacks_projection());
   return all;
 }
 

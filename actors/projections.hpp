@@ -10,6 +10,7 @@
 //                    names are joined from their tables by the SQL view
 //                    `book_catalog_view`
 //   sales_by_book    units and revenue of completed orders per book
+//   feedbacks        one row per feedback (rating, comment), listed by book
 
 #include <vector>
 
@@ -21,6 +22,7 @@ troupe::projection_definition order_summary_projection();
 troupe::projection_definition orders_by_buyer_projection();
 troupe::projection_definition book_catalog_projection();
 troupe::projection_definition sales_by_book_projection();
+troupe::projection_definition feedbacks_projection();
 
 /// All of the above, in that order.
 std::vector<troupe::projection_definition> bookstore_projections();

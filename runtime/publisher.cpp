@@ -436,6 +436,12 @@ void event_publisher::stop() {
 
 bool event_publisher::running() const { return impl_->alive; }
 
+bool event_publisher::connected() const {
+  // The connection lives from start() to stop(); its status is thread-safe.
+  return impl_->alive && impl_->connection != nullptr &&
+         natsConnection_Status(impl_->connection) == NATS_CONN_STATUS_CONNECTED;
+}
+
 publisher_stats event_publisher::stats() const {
   publisher_stats s;
   s.published = impl_->published.load();

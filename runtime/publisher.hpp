@@ -72,6 +72,8 @@ class event_publisher {
   bool running() const;
 
   publisher_stats stats() const;
+  /// True while connected to NATS (readiness).
+  bool connected() const;
 
   /// `<prefix>.<category>.<type>`, with characters NATS does not allow in a
   /// subject token replaced by '_'.

@@ -191,6 +191,24 @@ CREATE TABLE troupe_sagas (
 );
 CREATE INDEX troupe_sagas_open_idx ON troupe_sagas (saga) WHERE NOT finished;
 )sql"},
+    {6, "create the HTTP request outcomes",
+     R"sql(
+-- The first outcome of each command sent with an x-request-id, so a repeat
+-- (a client retrying after a timeout, also after a node restart) gets the
+-- same status and body instead of a second execution. `fingerprint` names
+-- the request (method, path, body hash): reusing an id for another request
+-- is refused.
+CREATE TABLE troupe_http_requests (
+  request_id text PRIMARY KEY,
+  fingerprint text NOT NULL,
+  status int NOT NULL,
+  content_type text NOT NULL,
+  headers text NOT NULL,
+  body text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX troupe_http_requests_created_idx ON troupe_http_requests (created_at);
+)sql"},
 };
 
 constexpr long long migration_lock_key = 7262701;

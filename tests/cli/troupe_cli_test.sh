@@ -30,7 +30,7 @@ echo '{"aggregate": {"snapshot_every": "often"}}' >"$tmp"
 expect_config_error "bad file value" "aggregate.snapshot_every" "$troupe" config --config "$tmp"
 rm -f "$tmp"
 # A per-type key for a category nobody registered is caught at start.
-out="$("$troupe" serve --set store.kind=memory --set aggregate.types.bok.snapshot_every=5 --exit-after-demo 2>&1)"
+out="$("$troupe" serve --set http.port=0 --set store.kind=memory --set aggregate.types.bok.snapshot_every=5 --exit-after-demo 2>&1)"
 rc=$?
 [ "$rc" -eq 2 ] || fail "unregistered category: exit $rc, expected 2"
 grep -qF "bok" <<<"$out" || fail "unregistered category not named: $out"
@@ -45,7 +45,7 @@ grep -q "not in range 1" <<<"$out" || fail "dead-letters replay 0: no clear mess
 out="$("$troupe" config --set aggregate.max_live=7 2>&1)" || fail "config failed: $out"
 grep -q "aggregate.max_live = 7 .*--set" <<<"$out" || fail "config does not show the override: $out"
 
-out="$("$troupe" serve --set store.kind=memory --demo-orders 200 --exit-after-demo --set log.format=json 2>&1)"
+out="$("$troupe" serve --set http.port=0 --set store.kind=memory --demo-orders 200 --exit-after-demo --set log.format=json 2>&1)"
 rc=$?
 [ "$rc" -eq 0 ] || fail "demo serve exit $rc: $out"
 grep -q '"msg":"demo: 800 commands in .* 800 ok, 0 failed' <<<"$out" ||

@@ -16,7 +16,8 @@ namespace troupe::integration {
 /// `troupe serve --set <each of sets> <extra...>` in a child process.
 inline pid_t start_serve(const std::vector<std::string>& sets,
                          const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> args{TROUPE_BINARY, "serve"};
+  // Any free port, unless the test picks one: tests must not collide.
+  std::vector<std::string> args{TROUPE_BINARY, "serve", "--set", "http.port=0"};
   for (const auto& s : sets) {
     args.push_back("--set");
     args.push_back(s);

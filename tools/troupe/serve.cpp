@@ -1,16 +1,22 @@
-// `troupe serve`: one node with the bookstore's aggregates. Until the HTTP
-// API lands, it can run a demo workload at start-up and logs what it does.
+// `troupe serve`: one node with the bookstore's aggregates, the publisher,
+// the projectors, the sagas and the HTTP API. It can run a demo workload at
+// start-up. SIGTERM stops it gracefully: the HTTP server stops accepting and
+// answers what is in flight, then the sagas, the node (its queued commands
+// and the journal), the publisher and the projectors stop in that order.
 
 #include <signal.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <fstream>
 #include <memory>
 #include <mutex>
 
 #include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
 #include "actors/sagas.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
 #include "persistence/postgres/view_store.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
@@ -18,6 +24,7 @@
 #include "runtime/publisher.hpp"
 #include "runtime/saga_host.hpp"
 #include "runtime/store_factory.hpp"
+#include "runtime/uuid.hpp"
 #include "tools/troupe/commands.hpp"
 
 namespace troupe::cli {
@@ -205,6 +212,97 @@ bool report_view_lag(const config& cfg, const std::vector<std::unique_ptr<projec
   return all;
 }
 
+/// The runtime's counters in Prometheus text format, for /metrics.
+std::string runtime_metrics(const node& n, const event_publisher* publisher,
+                            const std::vector<std::unique_ptr<projector>>& projectors,
+                            const saga_host<bookstore::order_fulfilment>* fulfilment,
+                            const saga_host<bookstore::rating_saga>* rating) {
+  std::string out;
+  auto metric = [&out](std::string_view name, std::string_view type, std::string_view help) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  };
+  auto sample = [&out](std::string_view name, std::string_view labels, double value) {
+    out += name;
+    if (!labels.empty()) {
+      out += '{';
+      out += labels;
+      out += '}';
+    }
+    out += ' ';
+    out += fmt::format("{}", value);
+    out += '\n';
+  };
+  auto s = n.stats();
+  metric("troupe_commands_total", "counter", "commands by outcome");
+  sample("troupe_commands_total", "outcome=\"accepted\"", s.commands_accepted);
+  sample("troupe_commands_total", "outcome=\"duplicate\"", s.commands_duplicate);
+  sample("troupe_commands_total", "outcome=\"rejected\"", s.commands_rejected);
+  sample("troupe_commands_total", "outcome=\"conflict\"", s.commands_conflicted);
+  sample("troupe_commands_total", "outcome=\"overloaded\"", s.commands_shed);
+  sample("troupe_commands_total", "outcome=\"failed\"", s.commands_failed);
+  metric("troupe_commands_in_flight", "gauge", "commands submitted and not yet answered");
+  sample("troupe_commands_in_flight", "", s.in_flight_commands);
+  metric("troupe_events_appended_total", "counter", "events written to the store");
+  sample("troupe_events_appended_total", "", s.events_appended);
+  metric("troupe_live_aggregates", "gauge", "aggregate actors in memory");
+  sample("troupe_live_aggregates", "", s.live_aggregates);
+  metric("troupe_aggregate_activations_total", "counter", "aggregates brought into memory");
+  sample("troupe_aggregate_activations_total", "", s.activations);
+  metric("troupe_snapshots_written_total", "counter", "aggregate snapshots written");
+  sample("troupe_snapshots_written_total", "", s.snapshots_written);
+  if (publisher != nullptr) {
+    auto p = publisher->stats();
+    metric("troupe_publisher_published_total", "counter", "events acknowledged by JetStream");
+    sample("troupe_publisher_published_total", "", p.published);
+    metric("troupe_publisher_checkpoint", "gauge", "last global position published for good");
+    sample("troupe_publisher_checkpoint", "", p.checkpoint);
+  }
+  if (!projectors.empty()) {
+    metric("troupe_projection_position", "gauge", "global position each view has folded");
+    for (const auto& p : projectors) {
+      auto st = p->status();
+      sample("troupe_projection_position", "projection=\"" + st.name + "\"", st.position);
+    }
+    metric("troupe_projection_lag_seconds", "gauge", "age of the newest event a view folded");
+    for (const auto& p : projectors) {
+      auto st = p->status();
+      sample("troupe_projection_lag_seconds", "projection=\"" + st.name + "\"", st.lag_seconds);
+    }
+    metric("troupe_projection_dead_letters_total", "counter", "events a view parked");
+    for (const auto& p : projectors) {
+      auto st = p->status();
+      sample("troupe_projection_dead_letters_total", "projection=\"" + st.name + "\"",
+             st.dead_letters);
+    }
+  }
+  auto saga = [&](std::string_view name, const saga_host_stats& st) {
+    std::string l = "saga=\"" + std::string(name) + "\"";
+    sample("troupe_saga_started_total", l, st.started);
+    sample("troupe_saga_finished_total", l, st.finished);
+    sample("troupe_saga_live_instances", l, st.live_instances);
+    sample("troupe_saga_dead_letters_total", l, st.dead_letters);
+    sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
+  };
+  if (fulfilment != nullptr && rating != nullptr) {
+    metric("troupe_saga_started_total", "counter", "saga instances started");
+    metric("troupe_saga_finished_total", "counter", "saga instances finished");
+    metric("troupe_saga_live_instances", "gauge", "saga instances in memory");
+    metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
+    metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
+    saga(bookstore::order_fulfilment::name, fulfilment->stats());
+    saga(bookstore::rating_saga::name, rating->stats());
+  }
+  return out;
+}
+
 void log_stats(const node& n, spdlog::logger& log) {
   auto s = n.stats();
   log.info(
@@ -324,8 +422,86 @@ int serve(const config& cfg, const serve_options& options) {
     auto recovered = fulfilment->stats().recovered + rating->stats().recovered;
     log->info("sagas running (order fulfilment, rating); {} open instances resumed", recovered);
   }
+  // The HTTP API.
+  std::unique_ptr<http::bookstore_api> api;
+  std::unique_ptr<http::server> server;
+  if (cfg.boolean("http.enabled")) {
+    http::api_options ao;
+    ao.postgres_url = cfg.string("postgres.url");
+    ao.query_threads = static_cast<int>(cfg.integer("http.query_threads"));
+    ao.max_queued_queries = static_cast<std::size_t>(cfg.integer("http.max_queued_queries"));
+    ao.max_in_flight_commands = cfg.integer("http.max_in_flight_commands");
+    ao.consistency_wait = std::chrono::milliseconds{cfg.integer("http.consistency_wait_ms")};
+    ao.price_cache = std::chrono::milliseconds{cfg.integer("http.price_cache_ms")};
+    ao.auth.mode = cfg.string("http.auth.mode");
+    ao.auth.secret = cfg.string("http.auth.secret");
+    ao.auth.issuer = cfg.string("http.auth.issuer");
+    ao.auth.audience = cfg.string("http.auth.audience");
+    ao.auth.admin_role = cfg.string("http.auth.admin_role");
+    if (ao.auth.mode == "dev" && ao.auth.secret.empty()) {
+      // Tokens of this run only: a restart makes them invalid.
+      ao.auth.secret = new_uuid() + new_uuid();
+    }
+    if (auto key_file = cfg.string("http.auth.public_key_file"); !key_file.empty()) {
+      std::ifstream in(key_file);
+      if (!in) {
+        log->error("cannot read http.auth.public_key_file {}", key_file);
+        return 2;
+      }
+      ao.auth.public_key_pem.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    http::api_parts parts;
+    parts.commands = &n;
+    parts.store = store;
+    for (auto& p : projectors) parts.projectors.push_back(p.get());
+    if (publisher) parts.bus_ready = [p = publisher.get()] { return p->connected(); };
+    parts.runtime_metrics = [&n, &publisher, &projectors, &fulfilment, &rating] {
+      return runtime_metrics(n, publisher.get(), projectors, fulfilment.get(), rating.get());
+    };
+    try {
+      api = std::make_unique<http::bookstore_api>(std::move(parts), ao);
+    } catch (const std::exception& e) {
+      log->error("cannot start the HTTP API: {}", e.what());
+      return 2;
+    }
+    http::server_options so;
+    so.address = cfg.string("http.address");
+    so.port = static_cast<std::uint16_t>(cfg.integer("http.port"));
+    so.io_threads = static_cast<int>(cfg.integer("http.io_threads"));
+    so.max_body_bytes = static_cast<std::size_t>(cfg.integer("http.max_body_bytes"));
+    so.max_header_bytes = static_cast<std::size_t>(cfg.integer("http.max_header_bytes"));
+    so.read_timeout = std::chrono::milliseconds{cfg.integer("http.read_timeout_ms")};
+    so.idle_timeout = std::chrono::milliseconds{cfg.integer("http.idle_timeout_ms")};
+    so.write_timeout = std::chrono::milliseconds{cfg.integer("http.write_timeout_ms")};
+    so.max_connections = static_cast<std::size_t>(cfg.integer("http.max_connections"));
+    server = std::make_unique<http::server>(
+        so, [a = api.get()](http::request&& r, http::responder reply) {
+          a->handle(std::move(r), std::move(reply));
+        });
+    try {
+      server->start();
+    } catch (const std::exception& e) {
+      log->error("{}", e.what());
+      return 2;
+    }
+    log->info("HTTP API on http://{}:{}/api/v1 (OpenAPI at /openapi.json, auth {})", so.address,
+              server->port(), ao.auth.mode);
+    if (ao.auth.mode == "dev")
+      log->info(
+          "auth dev mode: get a token with curl -s -X POST -H 'content-type: application/json' "
+          "-d '{{\"sub\":\"alice\",\"admin\":true}}' http://{}:{}/api/v1/dev/tokens",
+          so.address, server->port());
+  }
+
   auto stop_all = [&] {
-    // Sagas first: they send commands to the node.
+    // HTTP first: stop accepting and answer what is in flight (commands in
+    // flight finish in the node, which is still running).
+    if (server) {
+      if (!server->shutdown(std::chrono::milliseconds{cfg.integer("http.shutdown_timeout_ms")}))
+        log->warn("HTTP requests still in flight at the shutdown deadline were cut off");
+    }
+    if (api) api->stop();
+    // Sagas next: they send commands to the node.
     if (fulfilment) fulfilment->stop();
     if (rating) rating->stop();
     n.stop();

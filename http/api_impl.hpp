@@ -1,0 +1,136 @@
+#pragma once
+// Inside the HTTP API: shared by api.cpp (request flow, commands, queries,
+// idempotency) and the route files. Not for use outside http/.
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <charconv>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "http/api.hpp"
+#include "http/auth.hpp"
+#include "http/json_input.hpp"
+#include "http/metrics.hpp"
+#include "http/problem.hpp"
+#include "http/query_pool.hpp"
+#include "runtime/aggregate_host.hpp"
+#include "runtime/command.hpp"
+
+namespace troupe::http {
+
+/// How a command's success is answered.
+struct command_reply {
+  int status = 200;
+  /// The resource to return; "version" and "position" are added.
+  std::function<boost::json::object(const command_result&)> body;
+  std::string location = {};
+};
+
+/// A first outcome remembered for an x-request-id.
+struct stored_outcome {
+  std::string fingerprint;
+  response answer;
+};
+
+struct bookstore_api::impl {
+  impl(api_parts parts, api_options options);
+
+  api_parts parts;
+  api_options options;
+  router routes;
+  authenticator auth;
+  query_pool queries;
+  api_metrics metrics;
+  std::map<std::string, aggregate_type, std::less<>> aggregate_types;
+
+  std::atomic<std::int64_t> commands_in_flight{0};
+  std::atomic<std::int64_t> commands_shed{0};
+  std::atomic<std::int64_t> replays{0};
+  std::atomic<std::int64_t> queries_shed{0};
+
+  // ---- request flow (api.cpp) ----
+  void handle(request&& r, responder reply);
+  /// Looks the request id up, replays a first outcome or runs the route and
+  /// stores what it answers.
+  void run_idempotent(const route& target, call_ptr c, std::string request_id);
+
+  // ---- building blocks for routes ----
+  /// The body as a JSON object; answers 415/400 and returns nullopt if not.
+  std::optional<boost::json::object> body_object(const call_ptr& c);
+  /// Decodes a command from `json`; answers 400 naming the fields if not.
+  template <class T>
+  std::optional<T> decode(const call_ptr& c, const boost::json::value& json) {
+    auto v = decode_json<T>(json);
+    if (!v) {
+      c->reply(problem(400, "invalid-field", "the request body has invalid fields", v.error()));
+      return std::nullopt;
+    }
+    return std::move(*v);
+  }
+  /// Sends a command (If-Match and x-request-id applied) and answers when its
+  /// events are durable, or with the problem it met.
+  void run_command(const call_ptr& c, command_envelope env, command_reply how);
+  /// Runs a view query on the pool after waiting (bounded) for `projection`
+  /// to reach the client's x-troupe-min-position.
+  void run_query(const call_ptr& c, std::string projection,
+                 std::function<response(pqxx::connection_base&)> query);
+  /// Answers with an aggregate's current state, shown by `present`
+  /// (nullopt = 404), with its version as ETag.
+  void get_state(
+      const call_ptr& c, std::string_view category, const std::string& id,
+      std::function<std::optional<boost::json::object>(const boost::json::object&)> present);
+  /// Reads an aggregate's state and passes it on (nullopt state when the
+  /// stream is empty); answers 503 itself when the store fails.
+  void with_state(const call_ptr& c, std::string_view category, const std::string& id,
+                  std::function<void(const boost::json::object* state, stream_version)> next);
+  /// Paging parameters (page >= 1, 1 <= page_size <= 100); answers 400 if bad.
+  std::optional<std::pair<std::int64_t, std::int64_t>> paging(const call_ptr& c);
+  /// An integer query parameter; answers 400 if present and not an integer.
+  bool int_param(const call_ptr& c, std::string_view name, std::optional<std::int64_t>& out);
+
+  /// A book's price as orders quote it (discount first), cached briefly.
+  void quote_price(const call_ptr& c, const std::string& book_id,
+                   std::function<void(std::optional<std::int64_t>)> next);
+
+  // ---- idempotency storage (api.cpp) ----
+  std::optional<stored_outcome> cached_outcome(const std::string& id);
+  void remember_outcome(const std::string& id, stored_outcome outcome);
+
+  std::mutex cache_mutex;
+  std::unordered_map<std::string, stored_outcome> outcome_cache;
+  std::deque<std::string> outcome_order;  // eviction order
+  struct price {
+    std::int64_t cents;
+    std::chrono::steady_clock::time_point expires;
+  };
+  std::unordered_map<std::string, price> price_cache;
+
+  std::string openapi_text;  // generated once the routes are in
+  std::atomic<bool> rebuilding{false};
+  std::string rebuilding_name;  // under cache_mutex
+  std::thread rebuild_thread;
+
+  // ---- routes (bookstore_routes.cpp, ops_routes.cpp) ----
+  void add_catalog_routes();
+  void add_shopping_routes();
+  void add_operations_routes();
+};
+
+/// The OpenAPI 3.0 document for these routes.
+std::string build_openapi(const std::vector<route>& routes);
+
+/// JSON text of a response body with ETag and position headers.
+response json_response(int status, const boost::json::value& body);
+/// The `<category>-<id>` stream id.
+std::string stream_of(std::string_view category, std::string_view id);
+/// Milliseconds since the epoch (the API's clock for command timestamps).
+std::int64_t now_ms();
+
+}  // namespace troupe::http

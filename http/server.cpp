@@ -1,0 +1,416 @@
+#include "http/server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cctype>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_set>
+
+namespace troupe::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+std::string_view request::header(std::string_view lower_name) const {
+  for (const auto& h : headers)
+    if (h.name == lower_name) return h.value;
+  return {};
+}
+
+bool request::has_header(std::string_view lower_name) const {
+  return std::any_of(headers.begin(), headers.end(),
+                     [&](const header_field& h) { return h.name == lower_name; });
+}
+
+std::optional<std::string> request::query_param(std::string_view name) const {
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    auto pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+    auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq), true);
+    if (key == name)
+      return eq == std::string_view::npos ? std::string{}
+                                          : percent_decode(pair.substr(eq + 1), true);
+  }
+  return std::nullopt;
+}
+
+std::string percent_decode(std::string_view text, bool plus_is_space) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '%' && i + 2 < text.size()) {
+      int hi = hex(text[i + 1]);
+      int lo = hex(text[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(plus_is_space && c == '+' ? ' ' : c);
+  }
+  return out;
+}
+
+namespace {
+
+/// A problem+json body for the errors the server itself answers.
+std::string problem_body(int status, std::string_view type, std::string_view title,
+                         std::string_view detail) {
+  std::string out = R"({"type":"https://troupe.dev/problems/)";
+  out += type;
+  out += R"(","title":")";
+  out += title;
+  out += R"(","status":)";
+  out += std::to_string(status);
+  out += R"(,"detail":")";
+  out += detail;
+  out += "\"}";
+  return out;
+}
+
+}  // namespace
+
+struct server::impl : std::enable_shared_from_this<server::impl> {
+  class session;
+
+  server_options options;
+  handler on_request;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::uint16_t bound_port = 0;
+  std::size_t next_context = 0;
+  std::atomic<bool> draining{false};
+  bool stopped = false;
+
+  std::mutex sessions_mutex;
+  std::condition_variable sessions_changed;
+  std::unordered_set<session*> sessions;  // open connections
+
+  std::atomic<std::int64_t> accepted{0}, refused{0}, requests{0}, in_flight{0}, malformed{0};
+
+  class session : public std::enable_shared_from_this<session> {
+   public:
+    session(std::shared_ptr<impl> owner, tcp::socket socket)
+        : owner_(std::move(owner)), stream_(std::move(socket)) {}
+
+    ~session() {
+      std::lock_guard lock{owner_->sessions_mutex};
+      owner_->sessions.erase(this);
+      owner_->sessions_changed.notify_all();
+    }
+
+    void start() {
+      {
+        std::lock_guard lock{owner_->sessions_mutex};
+        owner_->sessions.insert(this);
+      }
+      read_next();
+    }
+
+    /// Closes the connection if it is waiting for a request (on its thread).
+    void close_if_idle() {
+      asio::post(stream_.get_executor(), [self = shared_from_this()] {
+        if (!self->busy_) self->close();
+      });
+    }
+    /// Closes the connection whatever it is doing (on its thread).
+    void force_close() {
+      asio::post(stream_.get_executor(), [self = shared_from_this()] { self->close(); });
+    }
+
+   private:
+    void read_next() {
+      if (owner_->draining) return close();
+      parser_.emplace();
+      parser_->body_limit(owner_->options.max_body_bytes);
+      parser_->header_limit(static_cast<std::uint32_t>(owner_->options.max_header_bytes));
+      // A request already begun in the buffer (pipelined) gets the read
+      // timeout; an empty keep-alive connection gets the idle timeout.
+      stream_.expires_after(buffer_.size() > 0 ? owner_->options.read_timeout
+                                               : owner_->options.idle_timeout);
+      bhttp::async_read_header(
+          stream_, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+    }
+
+    void on_header(beast::error_code ec) {
+      if (ec) return on_read(ec);
+      stream_.expires_after(owner_->options.read_timeout);
+      bhttp::async_read(
+          stream_, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    }
+
+    void on_read(beast::error_code ec) {
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::operation_aborted ||
+          ec == asio::error::connection_reset || ec == asio::error::eof)
+        return close();
+      if (ec == beast::error::timeout) {
+        // Idle keep-alive connections time out quietly; a half-read request
+        // is a client problem worth a 408.
+        if (parser_->got_some())
+          return fail(408, "request-timeout", "Request Timeout",
+                      "the request did not arrive in time");
+        return close();
+      }
+      if (ec == bhttp::error::body_limit)
+        return fail(413, "payload-too-large", "Payload Too Large",
+                    "the request body exceeds " + std::to_string(owner_->options.max_body_bytes) +
+                        " bytes");
+      if (ec == bhttp::error::header_limit)
+        return fail(431, "headers-too-large", "Request Header Fields Too Large",
+                    "the request headers exceed " +
+                        std::to_string(owner_->options.max_header_bytes) + " bytes");
+      if (ec) return fail(400, "malformed-request", "Bad Request", "malformed HTTP request");
+
+      auto message = parser_->release();
+      request r;
+      r.method = std::string(message.method_string());
+      r.target = std::string(message.target());
+      auto q = r.target.find('?');
+      r.path = r.target.substr(0, q);
+      if (q != std::string::npos) r.query = r.target.substr(q + 1);
+      r.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
+      for (const auto& field : message) {
+        std::string name(field.name_string());
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        r.headers.push_back({std::move(name), std::string(field.value())});
+      }
+      r.body = std::move(message.body());
+      r.keep_alive = message.keep_alive();
+      keep_alive_ = r.keep_alive;
+      version_ = message.version();
+      busy_ = true;
+      ++owner_->requests;
+      ++owner_->in_flight;
+      stream_.expires_never();  // the handler may take its time (bounded by its own timeouts)
+      auto self = shared_from_this();
+      owner_->on_request(std::move(r), [self](response res) {
+        asio::post(self->stream_.get_executor(),
+                   [self, res = std::move(res)]() mutable { self->write(std::move(res), true); });
+      });
+    }
+
+    void fail(int status, std::string_view type, std::string_view title,
+              const std::string& detail) {
+      ++owner_->malformed;
+      keep_alive_ = false;
+      write(response{status, "application/problem+json", problem_body(status, type, title, detail)},
+            false);
+    }
+
+    void write(response res, bool counted) {
+      if (counted) {
+        --owner_->in_flight;
+        busy_ = false;
+      }
+      if (closed_) return;
+      auto message = std::make_shared<bhttp::response<bhttp::string_body>>(
+          static_cast<bhttp::status>(res.status), version_ == 0 ? 11 : version_);
+      message->set(bhttp::field::server, "troupe");
+      message->set(bhttp::field::content_type, res.content_type);
+      for (auto& h : res.headers) message->set(h.name, h.value);
+      message->body() = std::move(res.body);
+      bool keep = keep_alive_ && !owner_->draining;
+      message->keep_alive(keep);
+      message->prepare_payload();
+      stream_.expires_after(owner_->options.write_timeout);
+      bhttp::async_write(
+          stream_, *message,
+          [self = shared_from_this(), message, keep](beast::error_code ec, std::size_t) {
+            if (ec || !keep) return self->close();
+            self->read_next();
+          });
+    }
+
+    void close() {
+      if (closed_) return;
+      closed_ = true;
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      stream_.socket().close(ignored);
+    }
+
+    std::shared_ptr<impl> owner_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    unsigned version_ = 11;
+    bool keep_alive_ = true;
+    bool busy_ = false;
+    bool closed_ = false;
+  };
+
+  void accept_next() {
+    auto& context = *contexts[next_context];
+    next_context = (next_context + 1) % contexts.size();
+    acceptor->async_accept(context,
+                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                             if (ec == asio::error::operation_aborted || !self->acceptor->is_open())
+                               return;
+                             if (!ec) self->on_accept(std::move(socket));
+                             self->accept_next();
+                           });
+  }
+
+  void on_accept(tcp::socket socket) {
+    std::size_t open = 0;
+    {
+      std::lock_guard lock{sessions_mutex};
+      open = sessions.size();
+    }
+    if (open >= options.max_connections || draining) {
+      ++refused;
+      // A fresh socket's send buffer is empty: this short write cannot block.
+      static const std::string body =
+          problem_body(503, "too-many-connections", "Service Unavailable",
+                       "the node has reached its connection limit; retry later");
+      std::string text =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
+          "application/problem+json\r\nRetry-After: 1\r\nConnection: close\r\n"
+          "Content-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body;
+      beast::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(text), ignored);
+      socket.shutdown(tcp::socket::shutdown_send, ignored);
+      socket.close(ignored);
+      return;
+    }
+    ++accepted;
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    std::make_shared<session>(shared_from_this(), std::move(socket))->start();
+  }
+
+  std::vector<std::shared_ptr<session>> live_sessions() {
+    std::vector<std::shared_ptr<session>> out;
+    std::lock_guard lock{sessions_mutex};
+    for (auto* s : sessions)
+      if (auto p = s->weak_from_this().lock()) out.push_back(std::move(p));
+    return out;
+  }
+};
+
+server::server(server_options options, handler on_request) : impl_(std::make_shared<impl>()) {
+  impl_->options = std::move(options);
+  impl_->on_request = std::move(on_request);
+}
+
+server::~server() { shutdown(std::chrono::milliseconds{0}); }
+
+void server::start() {
+  auto& s = *impl_;
+  int threads = s.options.io_threads > 0 ? s.options.io_threads
+                                         : static_cast<int>(std::thread::hardware_concurrency());
+  threads = std::max(threads, 1);
+  for (int i = 0; i < threads; ++i) {
+    s.contexts.push_back(std::make_unique<asio::io_context>(1));
+    s.guards.push_back(asio::make_work_guard(*s.contexts.back()));
+  }
+  try {
+    auto address = asio::ip::make_address(s.options.address);
+    s.acceptor = std::make_unique<tcp::acceptor>(*s.contexts.front());
+    tcp::endpoint endpoint{address, s.options.port};
+    s.acceptor->open(endpoint.protocol());
+    s.acceptor->set_option(asio::socket_base::reuse_address(true));
+    s.acceptor->bind(endpoint);
+    s.acceptor->listen(asio::socket_base::max_listen_connections);
+    s.bound_port = s.acceptor->local_endpoint().port();
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot listen on " + s.options.address + ":" +
+                             std::to_string(s.options.port) + ": " + e.what());
+  }
+  s.accept_next();
+  for (auto& context : s.contexts) s.threads.emplace_back([c = context.get()] { c->run(); });
+}
+
+std::uint16_t server::port() const { return impl_->bound_port; }
+
+bool server::shutdown(std::chrono::milliseconds timeout) {
+  auto& s = *impl_;
+  if (s.stopped || s.contexts.empty()) return true;
+  s.stopped = true;
+  s.draining = true;
+  // Close the listener on its own thread (acceptor operations are not
+  // thread-safe against the pending accept).
+  {
+    std::promise<void> closed;
+    auto done = closed.get_future();
+    asio::post(*s.contexts.front(), [&s, &closed] {
+      beast::error_code ignored;
+      s.acceptor->close(ignored);
+      closed.set_value();
+    });
+    done.wait_for(std::chrono::seconds{5});
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool finished = true;
+  while (true) {
+    for (auto& session : s.live_sessions()) session->close_if_idle();
+    std::unique_lock lock{s.sessions_mutex};
+    if (s.sessions.empty()) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      finished = s.in_flight == 0;
+      lock.unlock();
+      for (auto& session : s.live_sessions()) session->force_close();
+      break;
+    }
+    s.sessions_changed.wait_for(lock, std::chrono::milliseconds{50});
+  }
+  s.guards.clear();
+  // Give forced closes a moment to run, then stop whatever is left.
+  auto stop_by = std::chrono::steady_clock::now() + std::chrono::seconds{2};
+  while (std::chrono::steady_clock::now() < stop_by) {
+    std::unique_lock lock{s.sessions_mutex};
+    if (s.sessions.empty()) break;
+    s.sessions_changed.wait_for(lock, std::chrono::milliseconds{20});
+  }
+  for (auto& context : s.contexts) context->stop();
+  for (auto& t : s.threads)
+    if (t.joinable()) t.join();
+  // The contexts stay: a responder still held by the runtime may post to
+  // them (into a stopped context, harmlessly) until the node stops.
+  return finished;
+}
+
+server_stats server::stats() const {
+  auto& s = *impl_;
+  server_stats out;
+  {
+    std::lock_guard lock{s.sessions_mutex};
+    out.connections_open = static_cast<std::int64_t>(s.sessions.size());
+  }
+  out.connections_accepted = s.accepted;
+  out.connections_refused = s.refused;
+  out.requests = s.requests;
+  out.requests_in_flight = s.in_flight;
+  out.malformed_requests = s.malformed;
+  return out;
+}
+
+}  // namespace troupe::http
