@@ -29,6 +29,11 @@ int projection_command(const config& cfg, const std::string& action, const std::
 int dead_letters_command(const config& cfg, const std::string& action, std::int64_t id,
                          const std::string& consumer, std::size_t limit);
 
+/// Prints the HTTP API's OpenAPI document.
+int print_openapi(const config& cfg);
+/// Prints the event catalog as json or md.
+int print_catalog(const std::string& format);
+
 /// Applies pending schema migrations to postgres.url and reports them.
 int migrate(const config& cfg);
 

@@ -37,6 +37,14 @@ int main(int argc, char** argv) {
   auto* migrate = app.add_subcommand("migrate", "bring the PostgreSQL schema up to date");
   add_config_flags(migrate);
 
+  auto* openapi = app.add_subcommand("openapi", "print the HTTP API's OpenAPI 3.0 document");
+  add_config_flags(openapi);
+  auto* catalog = app.add_subcommand(
+      "catalog", "print the event catalog: event types, versions, producers and consumers");
+  std::string catalog_format = "md";
+  catalog->add_option("--format", catalog_format, "json or md")
+      ->check(CLI::IsMember({"json", "md"}));
+
   auto* projection = app.add_subcommand("projection", "inspect and rebuild the query views");
   projection->require_subcommand(1);
   auto* projection_list = projection->add_subcommand("list", "each view's position and health");
@@ -66,6 +74,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
 
   CLI11_PARSE(app, argc, argv);
+  if (*catalog) return troupe::cli::print_catalog(catalog_format);
 
   troupe::config::source source;
   if (!config_file.empty()) source.file = config_file;
@@ -81,6 +90,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*migrate) return troupe::cli::migrate(*cfg);
+  if (*openapi) return troupe::cli::print_openapi(*cfg);
   if (*projection)
     return troupe::cli::projection_command(*cfg, *projection_list ? "list" : "rebuild",
                                            projection_name, rebuild_batch);
