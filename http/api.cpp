@@ -359,7 +359,8 @@ void bookstore_api::impl::run_command(const call_ptr& c, command_envelope env, c
 }
 
 void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
-                                    std::function<response(pqxx::connection_base&)> query) {
+                                    std::function<response(pqxx::connection_base&)> query,
+                                    bool shareable) {
   std::optional<std::int64_t> min_position;
   std::string_view header = c->req.header("x-troupe-min-position");
   if (!header.empty()) {
@@ -371,19 +372,42 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
     min_position = v;
   }
   projector* view = nullptr;
-  if (min_position && *min_position > 0) {
+  bool cached = shareable && options.query_cache.count() > 0;
+  if ((min_position && *min_position > 0) || cached) {
     for (auto* p : parts.projectors)
       if (p->status().name == projection) view = p;
   }
+  // A public query answered moments ago is answered again from memory,
+  // unless the client needs a later position than that answer had seen.
+  if (cached) {
+    std::lock_guard lock{query_cache_mutex};
+    auto it = query_cache.find(c->req.target);
+    if (it != query_cache.end() &&
+        std::chrono::steady_clock::now() - it->second.at < options.query_cache &&
+        min_position.value_or(0) <= it->second.position)
+      return c->reply(it->second.answer);
+  }
   auto wait = options.consistency_wait;
   bool queued = queries.submit(
-      [c, view, min_position, wait, query = std::move(query)](pqxx::connection_base& conn) {
+      [this, c, view, min_position, wait, cached,
+       query = std::move(query)](pqxx::connection_base& conn) {
         // Read-your-writes: the view must have folded the client's position.
-        if (view != nullptr && !view->wait_until(global_position{*min_position}, wait))
+        if (min_position && *min_position > 0 && view != nullptr &&
+            !view->wait_until(global_position{*min_position}, wait))
           return c->reply(problem(503, "view-behind",
                                   "the view has not reached position " +
                                       std::to_string(*min_position) + " yet; retry"));
-        c->reply(query(conn));
+        // What the view had folded before the query: the answer includes at
+        // least that much.
+        std::int64_t seen = view != nullptr ? view->status().position : 0;
+        auto started = std::chrono::steady_clock::now();
+        auto answer = query(conn);
+        if (cached && answer.status == 200) {
+          std::lock_guard lock{query_cache_mutex};
+          if (query_cache.size() >= 10'000) query_cache.clear();
+          query_cache[c->req.target] = cached_query{answer, seen, started};
+        }
+        c->reply(std::move(answer));
       },
       [c](const std::string& reason) {
         logger("http")->warn("query {} failed: {}", c->req.path, reason);

@@ -45,6 +45,8 @@ struct api_options {
   std::chrono::milliseconds consistency_wait{5000};
   /// How long an order placement may quote a book's price from cache.
   std::chrono::milliseconds price_cache{5000};
+  /// How long a public catalog query's answer is reused (0 = never).
+  std::chrono::milliseconds query_cache{250};
   /// x-request-id outcomes remembered in memory (all are stored in PG).
   std::size_t idempotency_cache = 100'000;
   auth_options auth;

@@ -79,8 +79,10 @@ struct bookstore_api::impl {
   void run_command(const call_ptr& c, command_envelope env, command_reply how);
   /// Runs a view query on the pool after waiting (bounded) for `projection`
   /// to reach the client's x-troupe-min-position.
+  /// `shareable`: the answer depends only on the target (public data), so
+  /// it may be served to others for options.query_cache.
   void run_query(const call_ptr& c, std::string projection,
-                 std::function<response(pqxx::connection_base&)> query);
+                 std::function<response(pqxx::connection_base&)> query, bool shareable = false);
   /// Answers with an aggregate's current state, shown by `present`
   /// (nullopt = 404), with its version as ETag.
   void get_state(
@@ -111,6 +113,14 @@ struct bookstore_api::impl {
     std::chrono::steady_clock::time_point expires;
   };
   std::unordered_map<std::string, price> price_cache;
+
+  struct cached_query {
+    response answer;
+    std::int64_t position;  // the view had folded at least this much
+    std::chrono::steady_clock::time_point at;
+  };
+  std::mutex query_cache_mutex;
+  std::unordered_map<std::string, cached_query> query_cache;
 
   std::string openapi_text;  // generated once the routes are in
   std::atomic<bool> rebuilding{false};

@@ -73,16 +73,17 @@ json::object pick(const json::object& s, std::initializer_list<std::string_view>
 response page_of(pqxx::connection_base& conn, const std::string& from_where,
                  const std::string& order, std::int64_t page, std::int64_t size,
                  const std::string& columns = "*") {
+  // One statement, one round trip: the page and the total together.
   pqxx::read_transaction tx(conn);
-  auto items = tx.exec1("SELECT coalesce(json_agg(t), '[]'::json)::text FROM (SELECT " + columns +
-                        " " + from_where + " ORDER BY " + order + " LIMIT " + std::to_string(size) +
-                        " OFFSET " + std::to_string((page - 1) * size) + ") t")[0]
-                   .as<std::string>();
-  auto total = tx.exec1("SELECT count(*) " + from_where)[0].as<std::int64_t>();
+  auto row = tx.exec1("SELECT coalesce((SELECT json_agg(t) FROM (SELECT " + columns + " " +
+                      from_where + " ORDER BY " + order + " LIMIT " + std::to_string(size) +
+                      " OFFSET " + std::to_string((page - 1) * size) +
+                      ") t), '[]'::json)::text, (SELECT count(*) " + from_where + ")");
   tx.commit();
   response r;
-  r.body = "{\"items\":" + items + ",\"page\":" + std::to_string(page) +
-           ",\"page_size\":" + std::to_string(size) + ",\"total\":" + std::to_string(total) + "}";
+  r.body = "{\"items\":" + row[0].as<std::string>() + ",\"page\":" + std::to_string(page) +
+           ",\"page_size\":" + std::to_string(size) +
+           ",\"total\":" + std::to_string(row[1].as<std::int64_t>()) + "}";
   return r;
 }
 
@@ -194,13 +195,17 @@ void add_named_entry_routes(bookstore_api::impl& api, std::string_view plural,
         auto paged = self.paging(c);
         if (!paged) return;
         auto name = c->req.query_param("name");
-        self.run_query(c, "book_catalog", [paged, name, table, field](pqxx::connection_base& conn) {
-          std::string where = "FROM troupe_views." + table;
-          if (name)
-            where += " WHERE name ILIKE " + conn.quote(contains_pattern(*name)) + " ESCAPE '\\'";
-          return page_of(conn, where, "name, " + field, paged->first, paged->second,
-                         field + ", name");
-        });
+        self.run_query(
+            c, "book_catalog",
+            [paged, name, table, field](pqxx::connection_base& conn) {
+              std::string where = "FROM troupe_views." + table;
+              if (name)
+                where +=
+                    " WHERE name ILIKE " + conn.quote(contains_pattern(*name)) + " ESCAPE '\\'";
+              return page_of(conn, where, "name, " + field, paged->first, paged->second,
+                             field + ", name");
+            },
+            true);
       }});
   self.routes.add(route{
       "PUT", one, access::admin,
@@ -340,20 +345,24 @@ void bookstore_api::impl::add_catalog_routes() {
         auto category = c->req.query_param("category_id");
         auto publisher_id = c->req.query_param("publisher_id");
         auto author_id = c->req.query_param("author_id");
-        run_query(c, "book_catalog", [=](pqxx::connection_base& conn) {
-          std::string where = "FROM troupe_views.book_catalog_view WHERE true";
-          if (name)
-            where += " AND name ILIKE " + conn.quote(contains_pattern(*name)) + " ESCAPE '\\'";
-          if (category) where += " AND category_id = " + conn.quote(*category);
-          if (publisher_id) where += " AND publisher_id = " + conn.quote(*publisher_id);
-          if (author_id)
-            where += " AND author_ids @> jsonb_build_array(" + conn.quote(*author_id) + "::text)";
-          if (min_price)
-            where += " AND coalesce(discount_price, price) >= " + std::to_string(*min_price);
-          if (max_price)
-            where += " AND coalesce(discount_price, price) <= " + std::to_string(*max_price);
-          return page_of(conn, where, "name, book_id", paged->first, paged->second);
-        });
+        run_query(
+            c, "book_catalog",
+            [=](pqxx::connection_base& conn) {
+              std::string where = "FROM troupe_views.book_catalog_view WHERE true";
+              if (name)
+                where += " AND name ILIKE " + conn.quote(contains_pattern(*name)) + " ESCAPE '\\'";
+              if (category) where += " AND category_id = " + conn.quote(*category);
+              if (publisher_id) where += " AND publisher_id = " + conn.quote(*publisher_id);
+              if (author_id)
+                where +=
+                    " AND author_ids @> jsonb_build_array(" + conn.quote(*author_id) + "::text)";
+              if (min_price)
+                where += " AND coalesce(discount_price, price) >= " + std::to_string(*min_price);
+              if (max_price)
+                where += " AND coalesce(discount_price, price) <= " + std::to_string(*max_price);
+              return page_of(conn, where, "name, book_id", paged->first, paged->second);
+            },
+            true);
       }});
   routes.add(route{"PUT", one_book, access::admin,
                    route_doc{"Replace a book's catalog details (stock and ratings stay)",
@@ -750,23 +759,26 @@ void bookstore_api::impl::add_shopping_routes() {
           return r;
         });
       }});
-  routes.add(route{"GET", path("/books/{book_id}/feedbacks"), access::open,
-                   route_doc{"List a book's feedbacks, newest first",
-                             "feedbacks",
-                             {page_doc, page_size_doc, min_position_doc},
-                             {},
-                             "FeedbackPage",
-                             {200, 400, 503}},
-                   [this](call_ptr c) {
-                     auto paged = paging(c);
-                     if (!paged) return;
-                     auto id = c->param("book_id");
-                     run_query(c, "feedbacks", [paged, id](pqxx::connection_base& conn) {
-                       return page_of(
-                           conn, "FROM troupe_views.feedbacks WHERE book_id = " + conn.quote(id),
-                           "created_at DESC, feedback_id", paged->first, paged->second);
-                     });
-                   }});
+  routes.add(route{
+      "GET", path("/books/{book_id}/feedbacks"), access::open,
+      route_doc{"List a book's feedbacks, newest first",
+                "feedbacks",
+                {page_doc, page_size_doc, min_position_doc},
+                {},
+                "FeedbackPage",
+                {200, 400, 503}},
+      [this](call_ptr c) {
+        auto paged = paging(c);
+        if (!paged) return;
+        auto id = c->param("book_id");
+        run_query(
+            c, "feedbacks",
+            [paged, id](pqxx::connection_base& conn) {
+              return page_of(conn, "FROM troupe_views.feedbacks WHERE book_id = " + conn.quote(id),
+                             "created_at DESC, feedback_id", paged->first, paged->second);
+            },
+            true);
+      }});
   routes.add(route{"DELETE", path("/feedbacks/{feedback_id}"), access::admin,
                    route_doc{"Delete a feedback (its rating leaves the book)",
                              "feedbacks",

@@ -329,6 +329,13 @@ const std::vector<setting>& schema() {
        3'600'000,
        {},
        "how old a book price quoted for an order may be"},
+      {"http.query_cache_ms",
+       value_kind::integer,
+       0,
+       60'000,
+       {},
+       "how long a public catalog query's answer is reused; 0 = never (clients needing their "
+       "own writes send x-troupe-min-position)"},
       {"http.shutdown_timeout_ms",
        value_kind::integer,
        0,

@@ -378,6 +378,16 @@ TEST_F(HttpApi, BooksAreCreatedSearchedUpdatedStockedAndDeleted) {
   auto row = c.request("GET", "/api/v1/books?category_id=" + category + "&name=cheap", {}, wait);
   EXPECT_EQ(row.json().at("items").at(0).at("stock"), 7);
 
+  // A cached answer never hides the client's own write: with its position,
+  // the list is read again.
+  auto before = search("");
+  auto third = make_book(c, 900, 1, category, "Zebra");
+  auto third_history = c.get("/api/v1/streams/book-" + third + "/events");
+  auto third_position = std::to_string(
+      third_history.json().at("events").at(0).at("position").to_number<std::int64_t>());
+  wait = {{"x-troupe-min-position", third_position}};
+  EXPECT_EQ(search("").size(), before.size() + 1);
+
   auto updated = c.request("PUT", "/api/v1/books/" + dear,
                            body({{"name", "Dear Reader (2nd ed.)"},
                                  {"price", 4000},

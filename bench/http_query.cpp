@@ -1,0 +1,236 @@
+// http_query: the HTTP API under wrk, beside a bare Beast echo server
+// (bench/http_echo.cpp) measured in the same run with the same client.
+//
+//   catalog query  GET /api/v1/books?category_id=bench&page_size=20 (a
+//                  page of 20 books from the view, one PostgreSQL query)
+//   order placing  POST /api/v1/orders with one line (price quoted from the
+//                  cache, one durable append); sagas off, so this is the
+//                  HTTP + command path alone
+//
+// Both servers get one io thread; wrk runs 1 thread, 50 connections, 10 s
+// per round, rounds interleaved; medians of 3. Ends with
+//   RESULT http_query value=<query req/s> unit=req/s limit=<echo req/s> ...
+//   RESULT http_place_order value=<orders/s> unit=req/s limit=<echo req/s> ...
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_env.hpp"
+#include "bench/result.hpp"
+
+namespace {
+
+using namespace troupe::bench;
+
+std::uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+pid_t spawn(std::vector<std::string> args) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string run(const std::string& command) {
+  std::string out;
+  auto* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return out;
+  std::array<char, 4096> buffer{};
+  while (auto n = fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
+  pclose(pipe);
+  return out;
+}
+
+std::string url(std::uint16_t port, const std::string& path) {
+  return "http://127.0.0.1:" + std::to_string(port) + path;
+}
+
+bool wait_for(const std::string& command, const std::string& expected, int seconds) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (run(command).find(expected) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  }
+  return false;
+}
+
+struct wrk_result {
+  double rps = 0, p50_ms = 0, p99_ms = 0;
+  long errors = 0;
+};
+
+double to_ms(const std::string& value, const std::string& unit) {
+  double v = std::stod(value);
+  if (unit == "us") return v / 1000;
+  if (unit == "s") return v * 1000;
+  return v;
+}
+
+wrk_result run_wrk(const std::string& target, const std::string& script) {
+  auto out = run("wrk -t1 -c50 -d10s --latency " + (script.empty() ? "" : "-s " + script + " ") +
+                 target + " 2>&1");
+  wrk_result r;
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex(R"(Requests/sec:\s+([0-9.]+))")))
+    r.rps = std::stod(m[1]);
+  if (std::regex_search(out, m, std::regex(R"(\n\s+50%\s+([0-9.]+)(us|ms|s))")))
+    r.p50_ms = to_ms(m[1], m[2]);
+  if (std::regex_search(out, m, std::regex(R"(\n\s+99%\s+([0-9.]+)(us|ms|s))")))
+    r.p99_ms = to_ms(m[1], m[2]);
+  if (std::regex_search(out, m, std::regex(R"(Non-2xx or 3xx responses:\s+([0-9]+))")))
+    r.errors += std::stol(m[1]);
+  if (std::regex_search(
+          out, m, std::regex(R"(Socket errors:.*?([0-9]+), write ([0-9]+), timeout ([0-9]+))")))
+    r.errors += std::stol(m[1]) + std::stol(m[2]);
+  if (r.rps == 0) std::fprintf(stderr, "wrk said:\n%s\n", out.c_str());
+  return r;
+}
+
+}  // namespace
+
+int main() {
+  auto nats = env("TROUPE_NATS_URL");
+  const std::string database = "troupe_bench_http";
+  recreate_database(database);
+  auto here = run("dirname \"$(readlink -f /proc/" + std::to_string(getpid()) + "/exe)\"");
+  here.erase(here.find_last_not_of("\n") + 1);
+  auto echo_port = free_port();
+  auto api_port = free_port();
+  pid_t echo = spawn({here + "/http_echo", std::to_string(echo_port)});
+  auto stream = "TROUPE_BENCH_HTTP_" + std::to_string(getpid());
+  std::vector<std::string> args{TROUPE_BINARY, "serve"};
+  for (const std::string& s : std::vector<std::string>{
+           "postgres.url=" + database_url(database), "nats.url=" + nats,
+           "publisher.stream=" + stream,
+           "publisher.subject_prefix=troupebench" + std::to_string(getpid()) + ".events",
+           "projections.consumer_prefix=bh-" + std::to_string(getpid()) + "-",
+           "sagas.enabled=false", "http.auth.mode=off", "http.io_threads=1",
+           "http.port=" + std::to_string(api_port), "log.level=warn"}) {
+    args.push_back("--set");
+    args.push_back(s);
+  }
+  pid_t node = spawn(args);
+  auto cleanup = [&] {
+    kill(node, SIGTERM);
+    kill(echo, SIGTERM);
+    waitpid(node, nullptr, 0);
+    waitpid(echo, nullptr, 0);
+    drop_database(database);
+  };
+  if (!wait_for("curl -s " + url(api_port, "/readyz"), "\"ready\"", 60)) {
+    std::fprintf(stderr, "http_query: troupe serve did not become ready\n");
+    cleanup();
+    return 1;
+  }
+  // The catalog: 200 books in one category, all in the view.
+  constexpr int books = 200;
+  for (int b = 0; b < books; ++b) {
+    auto body = "{\"book_id\":\"bench-" + std::to_string(b) + "\",\"name\":\"Bench book " +
+                std::to_string(b) +
+                "\",\"price\":1000,\"category_id\":\"bench\",\"publisher_id\":\"p\","
+                "\"initial_stock\":1000000000}";
+    run("curl -s -o /dev/null -X POST -H 'content-type: application/json' -d '" + body + "' " +
+        url(api_port, "/api/v1/books"));
+  }
+  if (!wait_for("curl -s '" + url(api_port, "/api/v1/books?category_id=bench&page_size=1") + "'",
+                "\"total\":" + std::to_string(books), 60)) {
+    std::fprintf(stderr, "http_query: the catalog view did not reach %d books\n", books);
+    cleanup();
+    return 1;
+  }
+  auto script = "/tmp/troupe_bench_place_" + std::to_string(getpid()) + ".lua";
+  std::ofstream(script) << R"lua(
+math.randomseed(os.time())
+local run = tostring(math.random(1, 1000000000))
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"order_id":"w' .. run .. '-' .. counter ..
+    '","buyer_id":"bench","items":[{"book_id":"bench-' .. (counter % 200) .. '","quantity":1}]}'
+  return wrk.format("POST", "/api/v1/orders", {["Content-Type"] = "application/json"}, body)
+end
+)lua";
+
+  // The same query with a parameter the API ignores, new on every request:
+  // no answer is reused, each goes to PostgreSQL.
+  auto uncached = "/tmp/troupe_bench_query_" + std::to_string(getpid()) + ".lua";
+  std::ofstream(uncached) << R"lua(
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "/api/v1/books?category_id=bench&page_size=20&nocache=" .. counter)
+end
+)lua";
+
+  std::map<std::string, std::vector<wrk_result>> rounds;
+  for (int round = 1; round <= 3; ++round) {
+    rounds["echo"].push_back(run_wrk(url(echo_port, "/"), ""));
+    rounds["query"].push_back(
+        run_wrk(url(api_port, "/api/v1/books?category_id=bench&page_size=20"), ""));
+    rounds["uncached"].push_back(run_wrk(url(api_port, "/"), uncached));
+    rounds["place"].push_back(run_wrk(url(api_port, "/"), script));
+    std::printf(
+        "round %d: echo %.0f req/s, query %.0f req/s (p99 %.1f ms), place %.0f req/s "
+        "(p99 %.1f ms, %ld errors)\n",
+        round, rounds["echo"].back().rps, rounds["query"].back().rps, rounds["query"].back().p99_ms,
+        rounds["place"].back().rps, rounds["place"].back().p99_ms, rounds["place"].back().errors);
+    std::fflush(stdout);
+  }
+  auto med = [&](const std::string& k, double wrk_result::*field) {
+    std::vector<double> v;
+    for (const auto& r : rounds[k]) v.push_back(r.*field);
+    return median(v);
+  };
+  std::printf(
+      "medians: echo %.0f req/s (p50 %.2f p99 %.2f ms); query %.0f req/s (p50 %.2f p99 "
+      "%.2f ms); place %.0f req/s (p50 %.2f p99 %.2f ms)\n",
+      med("echo", &wrk_result::rps), med("echo", &wrk_result::p50_ms),
+      med("echo", &wrk_result::p99_ms), med("query", &wrk_result::rps),
+      med("query", &wrk_result::p50_ms), med("query", &wrk_result::p99_ms),
+      med("place", &wrk_result::rps), med("place", &wrk_result::p50_ms),
+      med("place", &wrk_result::p99_ms));
+  long errors = 0;
+  for (const auto& [k, v] : rounds)
+    for (const auto& r : v) errors += r.errors;
+  if (errors > 0) std::printf("non-2xx or socket errors: %ld\n", errors);
+  std::printf("uncached query %.0f req/s (p50 %.2f p99 %.2f ms)\n",
+              med("uncached", &wrk_result::rps), med("uncached", &wrk_result::p50_ms),
+              med("uncached", &wrk_result::p99_ms));
+  std::remove(script.c_str());
+  std::remove(uncached.c_str());
+  cleanup();
+  print_result("http_query", med("query", &wrk_result::rps), "req/s",
+               med("echo", &wrk_result::rps));
+  print_result("http_query_uncached", med("uncached", &wrk_result::rps), "req/s",
+               med("echo", &wrk_result::rps));
+  print_result("http_place_order", med("place", &wrk_result::rps), "req/s",
+               med("echo", &wrk_result::rps));
+  return errors > 0 ? 1 : 0;
+}
