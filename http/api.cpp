@@ -9,6 +9,7 @@
 #include "runtime/node.hpp"
 #include "runtime/projector.hpp"
 #include "runtime/state_reader.hpp"
+#include "runtime/uuid.hpp"
 
 namespace troupe::http {
 
@@ -115,7 +116,12 @@ void bookstore_api::impl::handle(request&& r, responder reply) {
   auto started = std::chrono::steady_clock::now();
   auto found = routes.find(r);
   if (auto* answer = std::get_if<response>(&found)) {
-    metrics.observe("(unmatched)", r.method, answer->status, 0);
+    // Any token is a method to Beast; labels must stay a bounded set.
+    static constexpr std::string_view known[] = {"GET",   "HEAD",   "POST",   "PUT",
+                                                 "PATCH", "DELETE", "OPTIONS"};
+    bool standard = std::find(std::begin(known), std::end(known), r.method) != std::end(known);
+    metrics.observe("(unmatched)", standard ? std::string_view(r.method) : "OTHER", answer->status,
+                    0);
     return reply(std::move(*answer));
   }
   auto& m = std::get<router::match>(found);
@@ -151,7 +157,7 @@ void bookstore_api::impl::handle(request&& r, responder reply) {
       if (!valid_request_id(id))
         return c->reply(problem(400, "invalid-request-id",
                                 "x-request-id must be 1 to 200 printable ASCII characters"));
-      return run_idempotent(target, c, std::move(id));
+      return run_idempotent(target, c, idempotency_key(c));
     }
     target.handle(c);
   } catch (const std::exception& e) {
@@ -171,9 +177,19 @@ std::optional<stored_outcome> bookstore_api::impl::cached_outcome(const std::str
 
 void bookstore_api::impl::remember_outcome(const std::string& id, stored_outcome outcome) {
   std::lock_guard lock{cache_mutex};
-  if (outcome_cache.emplace(id, std::move(outcome)).second) outcome_order.push_back(id);
-  while (outcome_order.size() > options.idempotency_cache) {
-    outcome_cache.erase(outcome_order.front());
+  auto bytes = outcome.answer.body.size() + id.size();
+  if (outcome_cache.emplace(id, std::move(outcome)).second) {
+    outcome_order.push_back(id);
+    outcome_bytes += bytes;
+  }
+  // Bounded by count and by bytes; the table in PostgreSQL keeps them all.
+  while (!outcome_order.empty() &&
+         (outcome_order.size() > options.idempotency_cache || outcome_bytes > 64u << 20)) {
+    auto it = outcome_cache.find(outcome_order.front());
+    if (it != outcome_cache.end()) {
+      outcome_bytes -= it->second.answer.body.size() + it->first.size();
+      outcome_cache.erase(it);
+    }
     outcome_order.pop_front();
   }
 }
@@ -199,7 +215,7 @@ void bookstore_api::impl::run_idempotent(const route& target, call_ptr c, std::s
     // retrying them is the point.
     auto send = c->reply;
     c->reply = [this, id, fingerprint, send](response res) {
-      if (res.status >= 500 || res.status == 429) return send(std::move(res));
+      if (res.status >= 500 || res.status == 429 || !res.final_outcome) return send(std::move(res));
       stored_outcome mine{fingerprint, res};
       bool queued = queries.submit(
           [this, id, mine, send](pqxx::connection_base& conn) {
@@ -225,6 +241,9 @@ void bookstore_api::impl::run_idempotent(const route& target, call_ptr c, std::s
             }
             tx.commit();
             remember_outcome(id, winner);
+            if (winner.fingerprint != mine.fingerprint)
+              return send(problem(422, "request-id-reused",
+                                  "this x-request-id was used for a different request"));
             send(winner.answer);
           },
           [send, res](const std::string& reason) {
@@ -278,7 +297,9 @@ std::optional<json::object> bookstore_api::impl::body_object(const call_ptr& c) 
   auto semicolon = type.find(';');
   auto media = type.substr(0, semicolon);
   while (!media.empty() && media.back() == ' ') media.remove_suffix(1);
-  if (media != "application/json") {
+  std::string lower_media(media);
+  for (auto& ch : lower_media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (lower_media != "application/json") {
     c->reply(problem(415, "unsupported-media-type",
                      "the request body must be application/json" +
                          (type.empty() ? std::string() : ", not " + std::string(type))));
@@ -313,8 +334,8 @@ void bookstore_api::impl::run_command(const call_ptr& c, command_envelope env, c
     env.expected = expected_version::exact(stream_version{version});
     conditional = true;
   }
-  if (auto id = c->req.header("x-request-id"); !id.empty() && env.command_id.empty())
-    env.command_id = "http:" + std::string(id);
+  if (auto key = idempotency_key(c); !key.empty() && env.command_id.empty())
+    env.command_id = "http:" + key;
   if (commands_in_flight.fetch_add(1) >= options.max_in_flight_commands) {
     commands_in_flight.fetch_sub(1);
     ++commands_shed;
@@ -323,6 +344,7 @@ void bookstore_api::impl::run_command(const call_ptr& c, command_envelope env, c
   parts.commands->submit(
       std::move(env), [this, c, how = std::move(how), conditional](command_result r) {
         commands_in_flight.fetch_sub(1);
+        note_position(r.position.value);
         switch (r.status) {
           case command_status::accepted:
           case command_status::duplicate: {
@@ -343,8 +365,11 @@ void bookstore_api::impl::run_command(const call_ptr& c, command_envelope env, c
               return c->reply(problem(412, "precondition-failed",
                                       "the resource has changed: its version is no longer the one "
                                       "in If-Match"));
-            return c->reply(
-                problem(409, "version-conflict", "the resource changed concurrently; retry"));
+            {
+              auto p = problem(409, "version-conflict", "the resource changed concurrently; retry");
+              p.final_outcome = false;  // a retry may well succeed: never replayed
+              return c->reply(std::move(p));
+            }
           case command_status::overloaded:
             ++commands_shed;
             return c->reply(problem(503, "overloaded", "the node is overloaded; retry later"));
@@ -387,6 +412,13 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
         min_position.value_or(0) <= it->second.position)
       return c->reply(it->second.answer);
   }
+  if (view != nullptr) note_position(view->status().position);
+  // A position beyond anything this node has seen cannot be waited for on a
+  // pool thread (it could hold the pool for the whole wait): answer now.
+  if (min_position && *min_position > max_position_seen.load())
+    return c->reply(problem(
+        503, "view-behind",
+        "position " + std::to_string(*min_position) + " is beyond what this node has seen; retry"));
   auto wait = options.consistency_wait;
   bool queued = queries.submit(
       [this, c, view, min_position, wait, cached,
@@ -402,9 +434,14 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
         std::int64_t seen = view != nullptr ? view->status().position : 0;
         auto started = std::chrono::steady_clock::now();
         auto answer = query(conn);
-        if (cached && answer.status == 200) {
+        if (cached && answer.status == 200 && answer.body.size() < (1u << 20)) {
           std::lock_guard lock{query_cache_mutex};
-          if (query_cache.size() >= 10'000) query_cache.clear();
+          // Entries live a fraction of a second: when full, drop the lot.
+          if (query_cache.size() >= 10'000 || query_cache_bytes > (32u << 20)) {
+            query_cache.clear();
+            query_cache_bytes = 0;
+          }
+          query_cache_bytes += answer.body.size() + c->req.target.size();
           query_cache[c->req.target] = cached_query{answer, seen, started};
         }
         c->reply(std::move(answer));
@@ -459,7 +496,7 @@ std::optional<std::pair<std::int64_t, std::int64_t>> bookstore_api::impl::paging
   std::optional<std::int64_t> page, size;
   if (!int_param(c, "page", page) || !int_param(c, "page_size", size)) return std::nullopt;
   std::vector<field_error> errs;
-  if (page && *page < 1) errs.push_back({"page", "must be 1 or more"});
+  if (page && (*page < 1 || *page > 1'000'000)) errs.push_back({"page", "must be 1 to 1000000"});
   if (size && (*size < 1 || *size > 100)) errs.push_back({"page_size", "must be 1 to 100"});
   if (!errs.empty()) {
     c->reply(problem(400, "invalid-parameter", "invalid paging parameters", errs));
@@ -484,29 +521,57 @@ bool bookstore_api::impl::int_param(const call_ptr& c, std::string_view name,
   return true;
 }
 
-void bookstore_api::impl::quote_price(const call_ptr& c, const std::string& book_id,
-                                      std::function<void(std::optional<std::int64_t>)> next) {
+void bookstore_api::impl::quote_price(const std::string& book_id,
+                                      std::function<void(price_quote)> next) {
   auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock{cache_mutex};
     auto it = price_cache.find(book_id);
-    if (it != price_cache.end() && it->second.expires > now) return next(it->second.cents);
+    if (it != price_cache.end() && it->second.expires > now)
+      return next(price_quote{it->second.cents, false});
   }
-  with_state(c, "book", book_id,
-             [this, book_id, next = std::move(next)](const json::object* s, stream_version) {
-               if (s == nullptr || !s->contains("status") || s->at("status") != "active")
-                 return next(std::nullopt);
-               std::int64_t cents = s->at("price").to_number<std::int64_t>();
-               if (const auto* d = s->if_contains("discount_price"); d && !d->is_null())
-                 cents = d->to_number<std::int64_t>();
-               {
+  auto stream = stream_of("book", book_id);
+  if (validate_stream_id(stream)) return next(price_quote{std::nullopt, false});
+  read_state(parts.store, aggregate_types.at("book"), std::move(stream),
+             [this, book_id, next = std::move(next)](state_read r) {
+               if (r.error != store_errc::ok) return next(price_quote{std::nullopt, true});
+               std::optional<std::int64_t> cents;
+               try {
+                 if (r.version.value > 0 && r.state.is_object()) {
+                   const auto& s = r.state.as_object();
+                   if (s.contains("status") && s.at("status") == "active") {
+                     cents = s.at("price").to_number<std::int64_t>();
+                     if (const auto* d = s.if_contains("discount_price"); d && !d->is_null())
+                       cents = d->to_number<std::int64_t>();
+                   }
+                 }
+               } catch (const std::exception&) {
+                 return next(price_quote{std::nullopt, true});
+               }
+               if (cents) {
                  std::lock_guard lock{cache_mutex};
                  if (price_cache.size() > 100'000) price_cache.clear();
                  price_cache[book_id] =
-                     price{cents, std::chrono::steady_clock::now() + options.price_cache};
+                     price{*cents, std::chrono::steady_clock::now() + options.price_cache};
                }
-               next(cents);
+               next(price_quote{cents, false});
              });
+}
+
+std::string bookstore_api::impl::idempotency_key(const call_ptr& c) const {
+  auto id = c->req.header("x-request-id");
+  if (id.empty()) return {};
+  return c->who.subject + ":" + std::string(id);
+}
+
+std::string bookstore_api::impl::id_for(const call_ptr& c, std::string_view purpose) const {
+  auto key = idempotency_key(c);
+  if (key.empty()) return new_uuid();
+  // The same request id makes the same resource id: a retry of a create
+  // reaches the stream the first attempt wrote, where the command id
+  // recognises it, instead of creating a second resource.
+  auto text = std::string(purpose) + "\n" + key;
+  return "r" + fnv1a_hex(text) + fnv1a_hex(text + "\n2");
 }
 
 // ---- the public face ------------------------------------------------------------
@@ -536,8 +601,9 @@ api_stats bookstore_api::stats() const {
 }
 
 void bookstore_api::stop() {
-  if (impl_->rebuild_thread.joinable()) impl_->rebuild_thread.join();
+  // The pool first: a queued request could start another rebuild.
   impl_->queries.stop();
+  if (impl_->rebuild_thread.joinable()) impl_->rebuild_thread.join();
 }
 
 std::string bookstore_api::openapi() const { return impl_->openapi_text; }

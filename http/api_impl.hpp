@@ -97,9 +97,28 @@ struct bookstore_api::impl {
   /// An integer query parameter; answers 400 if present and not an integer.
   bool int_param(const call_ptr& c, std::string_view name, std::optional<std::int64_t>& out);
 
-  /// A book's price as orders quote it (discount first), cached briefly.
-  void quote_price(const call_ptr& c, const std::string& book_id,
-                   std::function<void(std::optional<std::int64_t>)> next);
+  /// A book's price as orders quote it (discount first), cached briefly;
+  /// no price when the book is not in the catalog; `failed` when the store
+  /// could not be read. Never replies itself.
+  struct price_quote {
+    std::optional<std::int64_t> cents;
+    bool failed = false;
+  };
+  void quote_price(const std::string& book_id, std::function<void(price_quote)> next);
+
+  /// "<subject>:<x-request-id>", or empty without a request id.
+  std::string idempotency_key(const call_ptr& c) const;
+  /// A new resource id; derived from the request id when there is one, so
+  /// a retried create reaches the same resource.
+  std::string id_for(const call_ptr& c, std::string_view purpose) const;
+
+  /// The highest global position this node has seen (answers, views).
+  std::atomic<std::int64_t> max_position_seen{0};
+  void note_position(std::int64_t p) {
+    auto seen = max_position_seen.load();
+    while (p > seen && !max_position_seen.compare_exchange_weak(seen, p)) {
+    }
+  }
 
   // ---- idempotency storage (api.cpp) ----
   std::optional<stored_outcome> cached_outcome(const std::string& id);
@@ -108,6 +127,7 @@ struct bookstore_api::impl {
   std::mutex cache_mutex;
   std::unordered_map<std::string, stored_outcome> outcome_cache;
   std::deque<std::string> outcome_order;  // eviction order
+  std::size_t outcome_bytes = 0;
   struct price {
     std::int64_t cents;
     std::chrono::steady_clock::time_point expires;
@@ -121,6 +141,7 @@ struct bookstore_api::impl {
   };
   std::mutex query_cache_mutex;
   std::unordered_map<std::string, cached_query> query_cache;
+  std::size_t query_cache_bytes = 0;
 
   std::string openapi_text;  // generated once the routes are in
   std::atomic<bool> rebuilding{false};

@@ -34,14 +34,19 @@ bool put_id(const call_ptr& c, json::object& body, std::string_view field, const
   return true;
 }
 
-/// The id the client chose (checked later with the stream id rule), or a new one.
-std::string id_or_new(json::object& body, std::string_view field) {
+/// The id the client chose (checked later with the stream id rule), or a
+/// new one (the same for every retry of one x-request-id).
+std::string id_or_new(const bookstore_api::impl& api, const call_ptr& c, json::object& body,
+                      std::string_view field) {
   if (const auto* given = body.if_contains(field); given != nullptr && given->is_string())
     return std::string(given->as_string());
-  auto id = new_uuid();
+  auto id = api.id_for(c, field);
   body[field] = id;
   return id;
 }
+
+/// Orders and baskets hold at most this many lines.
+constexpr std::size_t max_lines = 100;
 
 bool valid_id(const call_ptr& c, std::string_view category, std::string_view field,
               const std::string& id) {
@@ -158,7 +163,7 @@ void add_named_entry_routes(bookstore_api::impl& api, std::string_view plural,
       [&self, noun, field, base](call_ptr c) {
         auto body = self.body_object(c);
         if (!body) return;
-        auto id = id_or_new(*body, field);
+        auto id = id_or_new(self, c, *body, field);
         if (!valid_id(c, noun, field, id)) return;
         auto command = self.decode<Create>(c, *body);
         if (!command) return;
@@ -287,7 +292,7 @@ void bookstore_api::impl::add_catalog_routes() {
                    [this, books](call_ptr c) {
                      auto body = body_object(c);
                      if (!body) return;
-                     auto id = id_or_new(*body, "book_id");
+                     auto id = id_or_new(*this, c, *body, "book_id");
                      if (!valid_id(c, "book", "book_id", id)) return;
                      default_to(*body, "description", "");
                      default_to(*body, "author_ids", json::array{});
@@ -463,6 +468,10 @@ void bookstore_api::impl::add_shopping_routes() {
                        return;
                      auto command = decode<save_basket>(c, *body);
                      if (!command) return;
+                     if (command->items.size() > max_lines)
+                       return c->reply(problem(
+                           422, "too-many-items",
+                           "a basket holds at most " + std::to_string(max_lines) + " lines"));
                      auto shown = *command;
                      run_command(c, node::make_envelope<basket>(buyer, std::move(*command)),
                                  command_reply{200, [shown](const command_result&) {
@@ -537,19 +546,25 @@ void bookstore_api::impl::add_shopping_routes() {
           return c->reply(problem(400, "invalid-field", "the order needs a buyer",
                                   {{"buyer_id", "is required"}}));
         if (!c->who.may_act_for(buyer)) return forbid(c);
-        std::string order_id = input->order_id.value_or(new_uuid());
+        std::string order_id = input->order_id.value_or(id_for(c, "order_id"));
         if (!valid_id(c, "order", "order_id", order_id) ||
             !valid_id(c, "basket", "buyer_id", buyer))
           return;
         auto place = [this, c, orders, order_id, buyer](std::vector<line_input> lines) {
           if (lines.empty())
             return c->reply(problem(422, "items-required", "the order has no items"));
-          // Quote every line's price, then place the order.
+          if (lines.size() > max_lines)
+            return c->reply(
+                problem(422, "too-many-items",
+                        "an order holds at most " + std::to_string(max_lines) + " lines"));
+          // Quote every line's price, then place the order - or, if any
+          // quote could not be read, answer 503 once and place nothing.
           struct quoting {
             std::mutex mutex;
             std::vector<order_item> items;
             std::size_t left;
             std::string missing;
+            bool failed = false;
           };
           auto q = std::make_shared<quoting>();
           q->left = lines.size();
@@ -562,18 +577,22 @@ void bookstore_api::impl::add_shopping_routes() {
           }
           for (std::size_t i = 0; i < lines.size(); ++i) {
             quote_price(
-                c, lines[i].book_id,
-                [this, c, q, i, orders, order_id, buyer](std::optional<std::int64_t> cents) {
+                lines[i].book_id, [this, c, q, i, orders, order_id, buyer](price_quote quote) {
                   bool last = false;
                   {
                     std::lock_guard lock{q->mutex};
-                    if (cents)
-                      q->items[i].unit_price = *cents;
+                    if (quote.failed)
+                      q->failed = true;
+                    else if (quote.cents)
+                      q->items[i].unit_price = *quote.cents;
                     else if (q->missing.empty())
                       q->missing = q->items[i].book_id;
                     last = --q->left == 0;
                   }
                   if (!last) return;
+                  if (q->failed)
+                    return c->reply(
+                        problem(503, "store-unavailable", "book prices could not be read; retry"));
                   if (!q->missing.empty())
                     return c->reply(problem(422, "unknown-book",
                                             "book '" + q->missing + "' is not in the catalog"));
@@ -724,7 +743,7 @@ void bookstore_api::impl::add_shopping_routes() {
       [this](call_ptr c) {
         auto body = body_object(c);
         if (!body) return;
-        auto id = id_or_new(*body, "feedback_id");
+        auto id = id_or_new(*this, c, *body, "feedback_id");
         if (!valid_id(c, "feedback", "feedback_id", id)) return;
         default_to(*body, "comment", "");
         if (body->contains("created_at"))

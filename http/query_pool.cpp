@@ -39,6 +39,15 @@ std::size_t query_pool::queued() const {
   return queue_.size();
 }
 
+std::string query_pool::connection_string() const {
+  // An unreachable server must fail a job in seconds, not hang a worker.
+  const auto& url = options_.postgres_url;
+  if (url.find("connect_timeout") != std::string::npos) return url;
+  if (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
+  return url + " connect_timeout=5";
+}
+
 void query_pool::worker_loop() {
   std::unique_ptr<pqxx::connection> connection;
   while (true) {
@@ -51,8 +60,12 @@ void query_pool::worker_loop() {
       queue_.pop_front();
     }
     try {
-      if (!connection || !connection->is_open())
-        connection = std::make_unique<pqxx::connection>(options_.postgres_url);
+      if (!connection || !connection->is_open()) {
+        connection = std::make_unique<pqxx::connection>(connection_string());
+        // A runaway query must not hold a worker (and with it a share of
+        // the API) for long.
+        pqxx::nontransaction(*connection).exec("SET statement_timeout = 10000");
+      }
       next.run(*connection);
     } catch (const pqxx::broken_connection& e) {
       connection.reset();

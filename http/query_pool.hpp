@@ -50,6 +50,7 @@ class query_pool {
     failure fail;
   };
   void worker_loop();
+  std::string connection_string() const;
 
   query_pool_options options_;
   mutable std::mutex mutex_;

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -82,7 +83,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     /// Closes the connection if it is waiting for a request (on its thread).
     void close_if_idle() {
       asio::post(stream_.get_executor(), [self = shared_from_this()] {
-        if (!self->busy_) self->close();
+        if (self->awaiting_request_) self->close();
       });
     }
     /// Closes the connection whatever it is doing (on its thread).
@@ -100,12 +101,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       // timeout; an empty keep-alive connection gets the idle timeout.
       stream_.expires_after(buffer_.size() > 0 ? owner_->options.read_timeout
                                                : owner_->options.idle_timeout);
+      // Only a connection with nothing of a next request yet may be closed
+      // by a graceful stop; one being read or written is finished first.
+      awaiting_request_ = buffer_.size() == 0;
       bhttp::async_read_header(
           stream_, buffer_, *parser_,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
     void on_header(beast::error_code ec) {
+      awaiting_request_ = false;
       if (ec) return on_read(ec);
       stream_.expires_after(owner_->options.read_timeout);
       bhttp::async_read(
@@ -153,12 +158,15 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       r.keep_alive = message.keep_alive();
       keep_alive_ = r.keep_alive;
       version_ = message.version();
-      busy_ = true;
       ++owner_->requests;
       ++owner_->in_flight;
       stream_.expires_never();  // the handler may take its time (bounded by its own timeouts)
       auto self = shared_from_this();
-      owner_->on_request(std::move(r), [self](response res) {
+      // One answer per request, whatever a handler does: a second call would
+      // start a second write on the stream.
+      auto answered = std::make_shared<std::atomic<bool>>(false);
+      owner_->on_request(std::move(r), [self, answered](response res) {
+        if (answered->exchange(true)) return;
         asio::post(self->stream_.get_executor(),
                    [self, res = std::move(res)]() mutable { self->write(std::move(res), true); });
       });
@@ -175,7 +183,6 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     void write(response res, bool counted) {
       if (counted) {
         --owner_->in_flight;
-        busy_ = false;
       }
       if (closed_) return;
       auto message = std::make_shared<bhttp::response<bhttp::string_body>>(
@@ -210,7 +217,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     unsigned version_ = 11;
     bool keep_alive_ = true;
-    bool busy_ = false;
+    bool awaiting_request_ = false;
     bool closed_ = false;
   };
 
@@ -221,8 +228,17 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
                            [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                              if (ec == asio::error::operation_aborted || !self->acceptor->is_open())
                                return;
-                             if (!ec) self->on_accept(std::move(socket));
-                             self->accept_next();
+                             if (!ec) {
+                               self->on_accept(std::move(socket));
+                               return self->accept_next();
+                             }
+                             // Out of descriptors or similar: retrying at once
+                             // would spin; wait a little.
+                             auto timer = std::make_shared<asio::steady_timer>(
+                                 self->acceptor->get_executor(), std::chrono::milliseconds{50});
+                             timer->async_wait([self, timer](beast::error_code) {
+                               if (self->acceptor->is_open()) self->accept_next();
+                             });
                            });
   }
 
@@ -308,12 +324,12 @@ bool server::shutdown(std::chrono::milliseconds timeout) {
   // Close the listener on its own thread (acceptor operations are not
   // thread-safe against the pending accept).
   {
-    std::promise<void> closed;
-    auto done = closed.get_future();
-    asio::post(*s.contexts.front(), [&s, &closed] {
+    auto closed = std::make_shared<std::promise<void>>();
+    auto done = closed->get_future();
+    asio::post(*s.contexts.front(), [self = impl_, closed] {
       beast::error_code ignored;
-      s.acceptor->close(ignored);
-      closed.set_value();
+      self->acceptor->close(ignored);
+      closed->set_value();
     });
     done.wait_for(std::chrono::seconds{5});
   }

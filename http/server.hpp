@@ -52,6 +52,9 @@ struct response {
   std::string content_type = "application/json";
   std::string body;
   std::vector<header_field> headers = {};
+  /// False when a retry may well succeed (a concurrent-change conflict):
+  /// such answers are not stored as a request id's first outcome.
+  bool final_outcome = true;
 };
 
 /// Sends the response to one request. Call it exactly once, from any thread;

@@ -632,6 +632,45 @@ TEST_F(HttpApi, ARepeatedRequestIdReturnsTheFirstOutcome) {
   EXPECT_EQ(c.post("/api/v1/authors", body({{"name", "x"}}), {{"x-request-id", ""}}).status, 400);
 }
 
+TEST_F(HttpApi, RequestIdsArePerCallerAndDeriveTheIdsTheyCreate) {
+  auto a = admin();
+  auto book_id = make_book(a, 100, 1);
+  auto key = unique("req");
+  auto alice = buyer(unique("alice"));
+  auto bob = buyer(unique("bob"));
+  auto feedback = body({{"book_id", book_id}, {"rating", 3}});
+  auto from_alice = alice.post("/api/v1/feedbacks", feedback, {{"x-request-id", key}});
+  auto from_bob = bob.post("/api/v1/feedbacks", feedback, {{"x-request-id", key}});
+  ASSERT_EQ(from_alice.status, 201) << from_alice.body;
+  ASSERT_EQ(from_bob.status, 201) << from_bob.body;  // another caller's id, not a reuse
+  EXPECT_NE(from_alice.json().at("feedback_id"), from_bob.json().at("feedback_id"));
+  EXPECT_TRUE(from_bob.header("x-idempotent-replay").empty());
+  // Without a request id every create makes a new resource.
+  auto one = alice.post("/api/v1/feedbacks", feedback);
+  auto two = alice.post("/api/v1/feedbacks", feedback);
+  EXPECT_NE(one.json().at("feedback_id"), two.json().at("feedback_id"));
+}
+
+TEST_F(HttpApi, UnreachablePositionsAndHugeOrdersAreRefusedAtOnce) {
+  auto c = anonymous();
+  auto started = std::chrono::steady_clock::now();
+  auto far = c.request("GET", "/api/v1/books", {}, {{"x-troupe-min-position", "900000000000"}});
+  EXPECT_EQ(far.status, 503);
+  EXPECT_EQ(far.problem_type(), "view-behind");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds{2})
+      << "a position nobody reached must not hold a query worker";
+  auto me = unique("buyer");
+  auto mine = buyer(me);
+  json::array lines;
+  for (int i = 0; i < 101; ++i)
+    lines.push_back(json::object{{"book_id", "b" + std::to_string(i)}, {"quantity", 1}});
+  auto huge = mine.post("/api/v1/orders", body({{"items", lines}}));
+  EXPECT_EQ(huge.status, 422);
+  EXPECT_EQ(huge.problem_type(), "too-many-items");
+  auto basket = mine.request("PUT", "/api/v1/baskets/" + me, body({{"items", lines}}));
+  EXPECT_EQ(basket.status, 422);
+}
+
 TEST_F(HttpApi, StreamHistoryProjectionsAndDeadLettersAreOperable) {
   auto c = admin();
   auto book_id = make_book(c, 100, 1);
