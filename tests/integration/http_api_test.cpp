@@ -512,6 +512,39 @@ TEST_F(HttpApi, OrdersArePlacedAndTheSagaMovesTheirStatus) {
   EXPECT_EQ(mine.post("/api/v1/orders/" + order_id + "/complete", "").status, 403);
 }
 
+TEST_F(HttpApi, AdminsChangeCreditLimitsAndCompleteOrders) {
+  auto a = admin();
+  auto me = unique("buyer");
+  ASSERT_EQ(a.post("/api/v1/accounts", body({{"buyer_id", me}, {"credit_limit", 10}})).status, 201);
+  auto mine = buyer(me);
+  EXPECT_EQ(mine.request("PATCH", "/api/v1/accounts/" + me, body({{"credit_limit", 1}})).status,
+            403);
+  auto raised = a.request("PATCH", "/api/v1/accounts/" + me, body({{"credit_limit", 500000}}),
+                          {{"if-match", "\"1\""}});
+  ASSERT_EQ(raised.status, 200) << raised.body;
+  EXPECT_EQ(mine.get("/api/v1/accounts/" + me).json().at("credit_limit"), 500000);
+  EXPECT_EQ(a.request("PATCH", "/api/v1/accounts/nobody-" + me, body({{"credit_limit", 5}})).status,
+            404);
+  EXPECT_EQ(a.request("PATCH", "/api/v1/accounts/" + me, body({{"credit_limit", "lots"}})).status,
+            400);
+  EXPECT_EQ(a.get("/api/v1/accounts/nobody-" + me).status, 404);
+
+  // An order completed by hand (the saga may race to it: either way it ends
+  // completed once, and a second completion is refused).
+  auto book_id = make_book(a, 100, 5);
+  auto placed = mine.post(
+      "/api/v1/orders",
+      body({{"items", json::array{json::object{{"book_id", book_id}, {"quantity", 1}}}}}));
+  ASSERT_EQ(placed.status, 201);
+  std::string id(placed.json().at("order_id").as_string());
+  auto completed = a.post("/api/v1/orders/" + id + "/complete", "");
+  EXPECT_TRUE(completed.status == 200 || completed.status == 409) << completed.body;
+  EXPECT_TRUE(eventually(
+      [&] { return mine.get("/api/v1/orders/" + id).json().at("status") == "completed"; }));
+  EXPECT_EQ(a.post("/api/v1/orders/" + id + "/complete", "").status, 409);
+  EXPECT_EQ(a.post("/api/v1/orders/nope-" + id + "/complete", "").status, 404);
+}
+
 TEST_F(HttpApi, AnOrderCanBeCancelledByItsBuyerBeforeTheSagaEndsIt) {
   auto a = admin();
   auto book_id = make_book(a, 100, 5);
