@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cctype>
@@ -64,7 +65,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   class session : public std::enable_shared_from_this<session> {
    public:
     session(std::shared_ptr<impl> owner, tcp::socket socket)
-        : owner_(std::move(owner)), stream_(std::move(socket)) {}
+        : owner_(std::move(owner)), stream_(std::move(socket)), deadline_(stream_.get_executor()) {}
 
     ~session() {
       std::lock_guard lock{owner_->sessions_mutex};
@@ -113,6 +114,21 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       awaiting_request_ = false;
       if (ec) return on_read(ec);
       stream_.expires_after(owner_->options.read_timeout);
+      // A client that asks before sending its body (curl does above 1 KiB)
+      // is told to go on, instead of waiting a second for nothing.
+      const auto& head = parser_->get();
+      if (beast::iequals(head[bhttp::field::expect], "100-continue") && !parser_->is_done()) {
+        static const std::string go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        return asio::async_write(stream_, asio::buffer(go_on),
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                   if (ec) return self->close();
+                                   self->read_body();
+                                 });
+      }
+      read_body();
+    }
+
+    void read_body() {
       bhttp::async_read(
           stream_, buffer_, *parser_,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
@@ -165,11 +181,22 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       // One answer per request, whatever a handler does: a second call would
       // start a second write on the stream.
       auto answered = std::make_shared<std::atomic<bool>>(false);
-      owner_->on_request(std::move(r), [self, answered](response res) {
+      responder reply = [self, answered](response res) {
         if (answered->exchange(true)) return;
         asio::post(self->stream_.get_executor(),
                    [self, res = std::move(res)]() mutable { self->write(std::move(res), true); });
+      };
+      // And an answer in bounded time: a handler that lost its request
+      // (a bug, a callback that threw) costs the client a 504, not a hang.
+      deadline_.expires_after(owner_->options.request_timeout);
+      deadline_.async_wait([reply](beast::error_code ec) {
+        if (ec) return;  // cancelled: answered in time
+        reply(
+            response{504, "application/problem+json",
+                     problem_body(504, "request-timeout", "Gateway Timeout",
+                                  "the request was not answered in time; its outcome is unknown")});
       });
+      owner_->on_request(std::move(r), std::move(reply));
     }
 
     void fail(int status, std::string_view type, std::string_view title,
@@ -183,6 +210,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     void write(response res, bool counted) {
       if (counted) {
         --owner_->in_flight;
+        deadline_.cancel();
       }
       if (closed_) return;
       auto message = std::make_shared<bhttp::response<bhttp::string_body>>(
@@ -206,6 +234,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     void close() {
       if (closed_) return;
       closed_ = true;
+      deadline_.cancel();
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
       stream_.socket().close(ignored);
@@ -213,6 +242,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
 
     std::shared_ptr<impl> owner_;
     beast::tcp_stream stream_;
+    asio::steady_timer deadline_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     unsigned version_ = 11;

@@ -74,6 +74,8 @@ struct server_options {
   /// A keep-alive connection with no request for this long is closed.
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds write_timeout{30'000};
+  /// A request not answered within this time gets 504 (its outcome unknown).
+  std::chrono::milliseconds request_timeout{60'000};
   /// Connections beyond this are answered 503 and closed at once.
   std::size_t max_connections = 10'000;
 };

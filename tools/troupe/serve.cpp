@@ -474,6 +474,7 @@ int serve(const config& cfg, const serve_options& options) {
     so.read_timeout = std::chrono::milliseconds{cfg.integer("http.read_timeout_ms")};
     so.idle_timeout = std::chrono::milliseconds{cfg.integer("http.idle_timeout_ms")};
     so.write_timeout = std::chrono::milliseconds{cfg.integer("http.write_timeout_ms")};
+    so.request_timeout = std::chrono::milliseconds{cfg.integer("http.request_timeout_ms")};
     so.max_connections = static_cast<std::size_t>(cfg.integer("http.max_connections"));
     server = std::make_unique<http::server>(
         so, [a = api.get()](http::request&& r, http::responder reply) {
