@@ -241,6 +241,7 @@ void bookstore_api::impl::run_idempotent(const route& target, call_ptr c, std::s
             }
             tx.commit();
             remember_outcome(id, winner);
+            prune_outcomes(conn);
             if (winner.fingerprint != mine.fingerprint)
               return send(problem(422, "request-id-reused",
                                   "this x-request-id was used for a different request"));
@@ -556,6 +557,21 @@ void bookstore_api::impl::quote_price(const std::string& book_id,
                }
                next(price_quote{cents, false});
              });
+}
+
+void bookstore_api::impl::prune_outcomes(pqxx::connection_base& conn) {
+  // Outcomes are kept for the retention period, then deleted in small
+  // batches (at most one batch a minute), so the table stays bounded
+  // without a long delete holding back gap-safe readers.
+  auto now = now_ms();
+  auto due = next_prune_ms.load();
+  if (now < due || !next_prune_ms.compare_exchange_strong(due, now + 60'000)) return;
+  pqxx::work tx(conn);
+  tx.exec0(
+      "DELETE FROM troupe_http_requests WHERE request_id IN (SELECT request_id FROM "
+      "troupe_http_requests WHERE created_at < now() - interval '" +
+      std::to_string(options.request_id_retention.count()) + " seconds' LIMIT 10000)");
+  tx.commit();
 }
 
 std::string bookstore_api::impl::idempotency_key(const call_ptr& c) const {

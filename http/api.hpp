@@ -47,6 +47,8 @@ struct api_options {
   std::chrono::milliseconds price_cache{5000};
   /// How long a public catalog query's answer is reused (0 = never).
   std::chrono::milliseconds query_cache{250};
+  /// How long x-request-id outcomes are kept in PostgreSQL.
+  std::chrono::seconds request_id_retention{24 * 3600};
   /// x-request-id outcomes remembered in memory (all are stored in PG).
   std::size_t idempotency_cache = 100'000;
   auth_options auth;

@@ -106,6 +106,10 @@ struct bookstore_api::impl {
   };
   void quote_price(const std::string& book_id, std::function<void(price_quote)> next);
 
+  /// Deletes outcomes past their retention (rate-limited; on a pool worker).
+  void prune_outcomes(pqxx::connection_base& conn);
+  std::atomic<std::int64_t> next_prune_ms{0};
+
   /// "<subject>:<x-request-id>", or empty without a request id.
   std::string idempotency_key(const call_ptr& c) const;
   /// A new resource id; derived from the request id when there is one, so

@@ -53,7 +53,8 @@ std::variant<router::match, response> router::find(const request& r) const {
       }
     }
     if (!fits) continue;
-    if (routes_[i].method == r.method) {
+    // HEAD is GET without the body (the server drops it).
+    if (routes_[i].method == r.method || (r.method == "HEAD" && routes_[i].method == "GET")) {
       m.found = &routes_[i];
       return m;
     }

@@ -105,6 +105,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       // Only a connection with nothing of a next request yet may be closed
       // by a graceful stop; one being read or written is finished first.
       awaiting_request_ = buffer_.size() == 0;
+      head_request_ = false;
       bhttp::async_read_header(
           stream_, buffer_, *parser_,
           [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
@@ -174,6 +175,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       r.keep_alive = message.keep_alive();
       keep_alive_ = r.keep_alive;
       version_ = message.version();
+      head_request_ = message.method() == bhttp::verb::head;
       ++owner_->requests;
       ++owner_->in_flight;
       stream_.expires_never();  // the handler may take its time (bounded by its own timeouts)
@@ -223,6 +225,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       message->keep_alive(keep);
       message->prepare_payload();
       stream_.expires_after(owner_->options.write_timeout);
+      if (head_request_) {
+        // HEAD: the GET answer's header (its Content-Length too), no body.
+        auto header = std::make_shared<bhttp::response<bhttp::empty_body>>(message->base());
+        return bhttp::async_write(
+            stream_, *header,
+            [self = shared_from_this(), header, keep](beast::error_code ec, std::size_t) {
+              if (ec || !keep) return self->close();
+              self->read_next();
+            });
+      }
       bhttp::async_write(
           stream_, *message,
           [self = shared_from_this(), message, keep](beast::error_code ec, std::size_t) {
@@ -248,6 +260,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     unsigned version_ = 11;
     bool keep_alive_ = true;
     bool awaiting_request_ = false;
+    bool head_request_ = false;
     bool closed_ = false;
   };
 

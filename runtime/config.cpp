@@ -342,6 +342,13 @@ const std::vector<setting>& schema() {
        {},
        "how long a public catalog query's answer is reused; 0 = never (clients needing their "
        "own writes send x-troupe-min-position)"},
+      {"http.request_id_retention_hours",
+       value_kind::integer,
+       1,
+       24 * 365,
+       {},
+       "how long x-request-id outcomes are kept; a repeat after that runs again (the "
+       "aggregate's command-id window may still catch it)"},
       {"http.shutdown_timeout_ms",
        value_kind::integer,
        0,

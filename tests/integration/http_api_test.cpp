@@ -840,11 +840,30 @@ TEST(HttpIdempotency, AFirstOutcomeSurvivesARestart) {
   serve_node node;
   node.extra_sets = {"sagas.enabled=false"};
   ASSERT_TRUE(node.start());
+  // An outcome past its retention, to be pruned when the next one is stored.
+  {
+    pqxx::connection conn(node.db.url);
+    pqxx::work tx(conn);
+    tx.exec0(
+        "INSERT INTO troupe_http_requests (request_id, fingerprint, status, content_type, headers,"
+        " body, created_at) VALUES ('old', 'f', 201, 'application/json', '[]', '{}', now() - "
+        "interval '2 days')");
+    tx.commit();
+  }
   http_client c(node.port);
   c.token = node.token("root", true);
   auto key = unique("req");
   auto first = c.post("/api/v1/categories", body({{"name", "Kept"}}), {{"x-request-id", key}});
   ASSERT_EQ(first.status, 201);
+  {
+    pqxx::connection conn(node.db.url);
+    pqxx::read_transaction tx(conn);
+    EXPECT_EQ(
+        tx.exec1("SELECT count(*) FROM troupe_http_requests WHERE request_id = 'old'")[0].as<int>(),
+        0)
+        << "an outcome past its retention was kept";
+    EXPECT_EQ(tx.exec1("SELECT count(*) FROM troupe_http_requests")[0].as<int>(), 1);
+  }
   EXPECT_EQ(node.stop(SIGTERM), 0);
   ASSERT_TRUE(node.start());
   http_client again(node.port);

@@ -434,6 +434,7 @@ int serve(const config& cfg, const serve_options& options) {
     ao.consistency_wait = std::chrono::milliseconds{cfg.integer("http.consistency_wait_ms")};
     ao.price_cache = std::chrono::milliseconds{cfg.integer("http.price_cache_ms")};
     ao.query_cache = std::chrono::milliseconds{cfg.integer("http.query_cache_ms")};
+    ao.request_id_retention = std::chrono::hours{cfg.integer("http.request_id_retention_hours")};
     ao.auth.mode = cfg.string("http.auth.mode");
     ao.auth.secret = cfg.string("http.auth.secret");
     ao.auth.issuer = cfg.string("http.auth.issuer");

@@ -67,6 +67,9 @@ TEST(Router, AnswersMissingRoutesAndWrongMethodsWithProblems) {
   ASSERT_EQ(res.headers.size(), 1u);
   EXPECT_EQ(res.headers[0].name, "allow");
   EXPECT_EQ(res.headers[0].value, "GET, POST");
+  auto head = r.find(make_request("HEAD", "/api/v1/books/7"));
+  ASSERT_TRUE(std::holds_alternative<router::match>(head));
+  EXPECT_EQ(std::get<router::match>(head).found->method, "GET");
   auto relative = r.find(make_request("GET", "books"));
   ASSERT_TRUE(std::holds_alternative<response>(relative));
   EXPECT_EQ(std::get<response>(relative).status, 400);

@@ -107,6 +107,17 @@ TEST(Server, AnExpectContinueClientIsToldToSendItsBody) {
   EXPECT_NE(out.find("\r\n\r\n1500"), std::string::npos) << out;
 }
 
+TEST(Server, HeadGetsTheHeaderOfTheAnswerWithoutItsBody) {
+  server s(small_limits(), [](request&& r, responder reply) {
+    reply(response{200, "text/plain", r.method == "HEAD" ? "twelve bytes" : "other"});
+  });
+  s.start();
+  auto out = raw_exchange(s.port(), "HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK", 0), 0u) << out;
+  EXPECT_NE(out.find("Content-Length: 12\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(out.ends_with("\r\n\r\n")) << out;
+}
+
 TEST(Server, AGracefulStopDeliversTheAnswerInFlight) {
   std::thread late;
   server s(small_limits(), [&late](request&&, responder reply) {
