@@ -405,6 +405,9 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
   }
   // A public query answered moments ago is answered again from memory,
   // unless the client needs a later position than that answer had seen.
+  // And while one such query runs, the same query from others waits for its
+  // answer instead of queueing another (no stampede when an entry expires).
+  bool leading = false;
   if (cached) {
     std::lock_guard lock{query_cache_mutex};
     auto it = query_cache.find(c->req.target);
@@ -412,7 +415,31 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
         std::chrono::steady_clock::now() - it->second.at < options.query_cache &&
         min_position.value_or(0) <= it->second.position)
       return c->reply(it->second.answer);
+    if (min_position.value_or(0) == 0) {
+      auto [waiting, first] = pending_queries.try_emplace(c->req.target);
+      if (!first) {
+        if (waiting->second.size() < 10'000) {
+          waiting->second.push_back(c);
+          return;
+        }
+      } else {
+        leading = true;
+      }
+    }
   }
+  // Answers the calls that waited for this one's query.
+  auto release = [this, leading, target = c->req.target](const response& answer) {
+    if (!leading) return;
+    std::vector<call_ptr> waiting;
+    {
+      std::lock_guard lock{query_cache_mutex};
+      auto it = pending_queries.find(target);
+      if (it == pending_queries.end()) return;
+      waiting = std::move(it->second);
+      pending_queries.erase(it);
+    }
+    for (auto& w : waiting) w->reply(answer);
+  };
   if (view != nullptr) note_position(view->status().position);
   // A position beyond anything this node has seen cannot be waited for on a
   // pool thread (it could hold the pool for the whole wait): answer now.
@@ -422,7 +449,7 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
         "position " + std::to_string(*min_position) + " is beyond what this node has seen; retry"));
   auto wait = options.consistency_wait;
   bool queued = queries.submit(
-      [this, c, view, min_position, wait, cached,
+      [this, c, view, min_position, wait, cached, release,
        query = std::move(query)](pqxx::connection_base& conn) {
         // Read-your-writes: the view must have folded the client's position.
         if (min_position && *min_position > 0 && view != nullptr &&
@@ -445,15 +472,20 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
           query_cache_bytes += answer.body.size() + c->req.target.size();
           query_cache[c->req.target] = cached_query{answer, seen, started};
         }
+        release(answer);
         c->reply(std::move(answer));
       },
-      [c](const std::string& reason) {
+      [c, release](const std::string& reason) {
         logger("http")->warn("query {} failed: {}", c->req.path, reason);
-        c->reply(problem(503, "store-unavailable", "the query could not run; retry later"));
+        auto p = problem(503, "store-unavailable", "the query could not run; retry later");
+        release(p);
+        c->reply(std::move(p));
       });
   if (!queued) {
     ++queries_shed;
-    c->reply(problem(503, "overloaded", "too many queries are waiting; retry later"));
+    auto p = problem(503, "overloaded", "too many queries are waiting; retry later");
+    release(p);
+    c->reply(std::move(p));
   }
 }
 

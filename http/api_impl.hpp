@@ -146,6 +146,8 @@ struct bookstore_api::impl {
   std::mutex query_cache_mutex;
   std::unordered_map<std::string, cached_query> query_cache;
   std::size_t query_cache_bytes = 0;
+  /// Queries running for a target, with the calls waiting for their answer.
+  std::unordered_map<std::string, std::vector<call_ptr>> pending_queries;
 
   std::string openapi_text;  // generated once the routes are in
   std::atomic<bool> rebuilding{false};

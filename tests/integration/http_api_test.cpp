@@ -684,6 +684,35 @@ TEST_F(HttpApi, RequestIdsArePerCallerAndDeriveTheIdsTheyCreate) {
   EXPECT_NE(one.json().at("feedback_id"), two.json().at("feedback_id"));
 }
 
+TEST_F(HttpApi, ConcurrentIdenticalQueriesShareOneAnswer) {
+  auto a = admin();
+  auto category = unique("cat");
+  auto made = make_book(a, 100, 1, category);
+  auto history = a.get("/api/v1/streams/book-" + made + "/events");
+  auto position =
+      std::to_string(history.json().at("events").at(0).at("position").to_number<std::int64_t>());
+  // Once the view has the book, 24 clients ask the same new query at once.
+  ASSERT_EQ(a.request("GET", "/api/v1/books/" + made + "/feedbacks", {},
+                      {{"x-troupe-min-position", position}})
+                .status,
+            200);
+  ASSERT_EQ(a.request("GET", "/api/v1/books?category_id=" + category + "&page_size=3", {},
+                      {{"x-troupe-min-position", position}})
+                .status,
+            200);
+  auto target = "/api/v1/books?category_id=" + category + "&page_size=5";
+  std::vector<http_reply> answers(24);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < answers.size(); ++i)
+    threads.emplace_back([&, i] { answers[i] = anonymous().get(target); });
+  for (auto& t : threads) t.join();
+  for (const auto& r : answers) {
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, answers[0].body);
+    EXPECT_EQ(r.json().at("total"), 1);
+  }
+}
+
 TEST_F(HttpApi, UnreachablePositionsAndHugeOrdersAreRefusedAtOnce) {
   auto c = anonymous();
   auto started = std::chrono::steady_clock::now();
