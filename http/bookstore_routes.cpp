@@ -62,6 +62,25 @@ void default_to(json::object& body, std::string_view field, json::value v) {
   if (!body.contains(field)) body[field] = std::move(v);
 }
 
+/// The common shape of a command on a resource named by the path: the body
+/// (with the path's id put in `field` and absent optional fields defaulted)
+/// decoded as `Command` and sent to `<D::category>-<id>`; 200 with `show`
+/// of the command.
+template <class D, class Command, class Show>
+void path_command(bookstore_api::impl& api, const call_ptr& c, std::string_view field,
+                  const std::string& id, Show show,
+                  std::initializer_list<std::pair<std::string_view, json::value>> defaults = {}) {
+  auto body = api.body_object(c);
+  if (!body) return;
+  if (!put_id(c, *body, field, id) || !valid_id(c, D::category, field, id)) return;
+  for (const auto& [name, value] : defaults) default_to(*body, name, value);
+  auto command = api.decode<Command>(c, *body);
+  if (!command) return;
+  json::object shown = show(*command);
+  api.run_command(c, node::make_envelope<D>(id, std::move(*command)),
+                  command_reply{200, [shown](const command_result&) { return shown; }});
+}
+
 bool active(const json::object& s) {
   const auto* status = s.if_contains("status");
   return status != nullptr && status->is_string() && status->as_string() == "active";
@@ -221,18 +240,11 @@ void add_named_entry_routes(bookstore_api::impl& api, std::string_view plural,
                 std::string(schema) + "Input",
                 std::string(schema),
                 {200, 400, 401, 403, 404, 409, 412, 415, 422, 503}},
-      [&self, noun, field](call_ptr c) {
-        auto body = self.body_object(c);
-        if (!body) return;
+      [&self, field](call_ptr c) {
         auto id = c->param(field);
-        if (!put_id(c, *body, field, id) || !valid_id(c, noun, field, id)) return;
-        auto command = self.decode<Update>(c, *body);
-        if (!command) return;
-        self.run_command(
-            c, node::make_envelope<D>(id, std::move(*command)),
-            command_reply{200, [id, field, name = command->name](const command_result&) {
-                            return json::object{{field, id}, {"name", name}};
-                          }});
+        path_command<D, Update>(self, c, field, id, [&](const Update& u) {
+          return json::object{{field, id}, {"name", u.name}};
+        });
       }});
   self.routes.add(route{
       "DELETE", one, access::admin,
@@ -377,20 +389,10 @@ void bookstore_api::impl::add_catalog_routes() {
                              "Book",
                              {200, 400, 401, 403, 404, 409, 412, 415, 422, 503}},
                    [this](call_ptr c) {
-                     auto body = body_object(c);
-                     if (!body) return;
-                     auto id = c->param("book_id");
-                     if (!put_id(c, *body, "book_id", id) || !valid_id(c, "book", "book_id", id))
-                       return;
-                     default_to(*body, "description", "");
-                     default_to(*body, "author_ids", json::array{});
-                     auto command = decode<update_book>(c, *body);
-                     if (!command) return;
-                     auto shown = *command;
-                     run_command(c, node::make_envelope<book>(id, std::move(*command)),
-                                 command_reply{200, [shown](const command_result&) {
-                                                 return json::value_from(shown).as_object();
-                                               }});
+                     path_command<book, update_book>(
+                         *this, c, "book_id", c->param("book_id"),
+                         [](const update_book& u) { return json::value_from(u).as_object(); },
+                         {{"description", ""}, {"author_ids", json::array{}}});
                    }});
   routes.add(route{"DELETE", one_book, access::admin,
                    route_doc{"Delete a book",
@@ -416,19 +418,11 @@ void bookstore_api::impl::add_catalog_routes() {
                              "CommandResult",
                              {200, 400, 401, 403, 404, 409, 412, 415, 422, 503}},
                    [this](call_ptr c) {
-                     auto body = body_object(c);
-                     if (!body) return;
                      auto id = c->param("book_id");
-                     if (!put_id(c, *body, "book_id", id) || !valid_id(c, "book", "book_id", id))
-                       return;
-                     auto command = decode<add_stock>(c, *body);
-                     if (!command) return;
-                     auto quantity = command->quantity;
-                     run_command(
-                         c, node::make_envelope<book>(id, std::move(*command)),
-                         command_reply{200, [id, quantity](const command_result&) {
-                                         return json::object{{"book_id", id}, {"added", quantity}};
-                                       }});
+                     path_command<book, add_stock>(
+                         *this, c, "book_id", id, [&](const add_stock& a) {
+                           return json::object{{"book_id", id}, {"added", a.quantity}};
+                         });
                    }});
 }
 
@@ -864,20 +858,11 @@ void bookstore_api::impl::add_shopping_routes() {
                       "CommandResult",
                       {200, 400, 401, 403, 404, 409, 412, 415, 422, 503}},
             [this](call_ptr c) {
-              auto body = body_object(c);
-              if (!body) return;
               auto buyer = c->param("buyer_id");
-              if (!put_id(c, *body, "buyer_id", buyer) ||
-                  !valid_id(c, finance_account::category, "buyer_id", buyer))
-                return;
-              auto command = decode<change_credit_limit>(c, *body);
-              if (!command) return;
-              auto limit = command->credit_limit;
-              run_command(
-                  c, node::make_envelope<finance_account>(buyer, std::move(*command)),
-                  command_reply{200, [buyer, limit](const command_result&) {
-                                  return json::object{{"buyer_id", buyer}, {"credit_limit", limit}};
-                                }});
+              path_command<finance_account, change_credit_limit>(
+                  *this, c, "buyer_id", buyer, [&](const change_credit_limit& l) {
+                    return json::object{{"buyer_id", buyer}, {"credit_limit", l.credit_limit}};
+                  });
             }});
 }
 
