@@ -352,6 +352,25 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
   integration::delete_jetstream_stream(stream);
 }
 
+TEST(SagaProcess, TheDemoEndsWithEverySagaFinishedAndEveryViewCaughtUp) {
+  // What `scripts/run` shows a new user: sagas, projections and the API on.
+  // The log ends with saga inputs, which never reach JetStream; the views
+  // must still count as caught up.
+  auto run = unique("m");
+  integration::scoped_database db("troupe_test_" + run);
+  auto stream = "TROUPE_TEST_" + run;
+  auto [code, out] = integration::run_troupe(
+      "serve --set http.port=0 --set postgres.url=" + db.url +
+      " --set nats.url=" + integration::required_env("TROUPE_NATS_URL") +
+      " --set publisher.stream=" + stream + " --set publisher.subject_prefix=troupetest" + run +
+      ".events --set projections.consumer_prefix=m-" + run + "- --set sagas.consumer_prefix=m-" +
+      run + "- --demo-orders 300 --exit-after-demo");
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("300 of 300 orders fulfilled"), std::string::npos) << out;
+  EXPECT_NE(out.find("all 5 views reached position"), std::string::npos) << out;
+  integration::delete_jetstream_stream(stream);
+}
+
 TEST(SagaDeadLetterReplay, SendsTheStepsCommandAgainOnceFromTheCommandLine) {
   integration::scoped_database db("troupe_test_" + unique("d"));
   postgres::migrate(db.url);
