@@ -18,7 +18,9 @@
 // owns the mechanics every saga shares: each step has a timeout
 // (`saga_settings::step_timeout`); a step that fails (store unavailable,
 // overloaded, timed out) is sent again after an exponential backoff, up to
-// `max_attempts` sends; a rejection is not retried (the aggregate said no).
+// `max_attempts` sends (sends shed as overloaded, never tried, do not count,
+// up to `max_overload_retries`); a rejection is not retried (the aggregate
+// said no).
 // Only then does the definition hear of it: `accepted`, `rejected` or
 // `gave_up` (the last also produces a dead letter). A step's command id is
 // `<saga>/<correlation>/<step>/<attempt>`, so a restart that sends the same
@@ -49,6 +51,11 @@ struct saga_settings {
   std::int64_t step_timeout_ms = 30000;
   int max_attempts = 3;
   std::int64_t retry_backoff_ms = 200;  // doubles per attempt
+  /// A step shed as `overloaded` was never tried: such answers do not use up
+  /// max_attempts (a backlog on one hot aggregate must not turn into dead
+  /// letters), up to this many in a row.
+  int max_overload_retries = 20;
+  std::int64_t max_backoff_ms = 5000;
 };
 
 /// What the definition hears about a step.
@@ -257,6 +264,7 @@ class saga_machine {
  private:
   struct pending_step {
     int attempt = 1;
+    int overloads = 0;  // sends shed before they were tried
     std::string stream_id;
     command_payload payload;
     std::string command_type;
@@ -307,7 +315,10 @@ class saga_machine {
 
   void fail(const std::string& step, rejection why, std::int64_t now_ms, output& out) {
     auto& p = pending_.at(step);
-    if (p.attempt >= settings_.max_attempts) {
+    bool shed = why.code == to_string(command_status::overloaded) &&
+                p.overloads < settings_.max_overload_retries;
+    if (shed) ++p.overloads;
+    if (!shed && p.attempt - p.overloads >= settings_.max_attempts) {
       out.dead_letters.push_back({step, p.stream_id, p.command_type, p.command_json,
                                   command_id(step, p.attempt), p.attempt,
                                   why.code + ": " + why.message});
@@ -315,8 +326,8 @@ class saga_machine {
       return;
     }
     auto backoff = settings_.retry_backoff_ms;
-    for (int i = 1; i < p.attempt; ++i) backoff *= 2;
-    p.retry_at = now_ms + backoff;
+    for (int i = 1; i < p.attempt && backoff < settings_.max_backoff_ms; ++i) backoff *= 2;
+    p.retry_at = now_ms + std::min(backoff, settings_.max_backoff_ms);
   }
 
   std::string correlation_id_;

@@ -121,7 +121,7 @@ TEST(SagaMachine, AFailedStepIsRetriedWithExponentialBackoffThenGivenUp) {
   ASSERT_NE(spec.sent_step("charge:1"), nullptr);
   EXPECT_EQ(spec.sent_step("charge:1")->attempt, 2);
   EXPECT_EQ(spec.sent_step("charge:1")->command_id, "job/j1/charge:1/2");
-  spec.fail("charge:1", command_status::overloaded).advance(399ms);
+  spec.fail("charge:1", command_status::unavailable).advance(399ms);
   EXPECT_TRUE(spec.sent().empty());
   spec.advance(1ms);
   ASSERT_NE(spec.sent_step("charge:1"), nullptr);
@@ -135,6 +135,30 @@ TEST(SagaMachine, AFailedStepIsRetriedWithExponentialBackoffThenGivenUp) {
   EXPECT_NE(spec.dead_letters()[0].error.find("unavailable"), std::string::npos);
   EXPECT_EQ(spec.state().result, "gave up unavailable");
   EXPECT_TRUE(spec.finished());
+}
+
+TEST(SagaMachine, OverloadedSendsAreRetriedLongerThanFailures) {
+  // Shed commands were never tried: a backlog must not become dead letters.
+  saga_spec<job> spec({.step_timeout_ms = 30000,
+                       .max_attempts = 2,
+                       .retry_backoff_ms = 100,
+                       .max_overload_retries = 5,
+                       .max_backoff_ms = 1000});
+  spec.when(job_started{"j1", 1});
+  for (int shed = 1; shed <= 5; ++shed) {
+    spec.fail("charge:1", command_status::overloaded).advance(1000ms);
+    ASSERT_NE(spec.sent_step("charge:1"), nullptr) << "overload " << shed;
+    EXPECT_EQ(spec.sent_step("charge:1")->attempt, shed + 1);
+    EXPECT_TRUE(spec.dead_letters().empty());
+  }
+  // Past the overload allowance, overloads count like other failures: this
+  // one is the step's second counted failure of max_attempts 2.
+  spec.fail("charge:1", command_status::overloaded).advance(1000ms);
+  EXPECT_NE(spec.sent_step("charge:1"), nullptr) << "the first counted failure is retried";
+  spec.fail("charge:1", command_status::overloaded);
+  ASSERT_EQ(spec.dead_letters().size(), 1u);
+  EXPECT_EQ(spec.dead_letters()[0].attempts, 7);
+  EXPECT_EQ(spec.state().result, "gave up overloaded");
 }
 
 TEST(SagaMachine, NoAnswerWithinTheTimeoutCountsAsAFailure) {
