@@ -197,10 +197,11 @@ end
     rounds["uncached"].push_back(run_wrk(url(api_port, "/"), uncached));
     rounds["place"].push_back(run_wrk(url(api_port, "/"), script));
     std::printf(
-        "round %d: echo %.0f req/s, query %.0f req/s (p99 %.1f ms), place %.0f req/s "
-        "(p99 %.1f ms, %ld errors)\n",
+        "round %d: echo %.0f req/s, query %.0f req/s (p99 %.1f ms), uncached query %.0f req/s, "
+        "place %.0f req/s (p99 %.1f ms, %ld errors)\n",
         round, rounds["echo"].back().rps, rounds["query"].back().rps, rounds["query"].back().p99_ms,
-        rounds["place"].back().rps, rounds["place"].back().p99_ms, rounds["place"].back().errors);
+        rounds["uncached"].back().rps, rounds["place"].back().rps, rounds["place"].back().p99_ms,
+        rounds["place"].back().errors);
     std::fflush(stdout);
   }
   auto med = [&](const std::string& k, double wrk_result::*field) {

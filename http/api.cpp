@@ -106,6 +106,8 @@ bookstore_api::impl::impl(api_parts p, api_options o)
   [this]<class... Ds>(std::tuple<Ds...>*) {
     (aggregate_types.emplace(std::string(Ds::category), make_aggregate_type<Ds>()), ...);
   }(static_cast<bookstore::bookstore_aggregates*>(nullptr));
+  // Projector names never change: look them up once, not per query.
+  for (auto* p : parts.projectors) views.emplace(p->status().name, p);
   add_catalog_routes();
   add_shopping_routes();
   add_operations_routes();
@@ -397,12 +399,9 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
                               "x-troupe-min-position must be a non-negative integer"));
     min_position = v;
   }
-  projector* view = nullptr;
+  auto found = views.find(projection);
+  projector* view = found == views.end() ? nullptr : found->second;
   bool cached = shareable && options.query_cache.count() > 0;
-  if ((min_position && *min_position > 0) || cached) {
-    for (auto* p : parts.projectors)
-      if (p->status().name == projection) view = p;
-  }
   // A public query answered moments ago is answered again from memory,
   // unless the client needs a later position than that answer had seen.
   // And while one such query runs, the same query from others waits for its
@@ -440,9 +439,10 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
     }
     for (auto& w : waiting) w->reply(answer);
   };
-  if (view != nullptr) note_position(view->status().position);
   // A position beyond anything this node has seen cannot be waited for on a
   // pool thread (it could hold the pool for the whole wait): answer now.
+  if (min_position && *min_position > max_position_seen.load() && view != nullptr)
+    note_position(view->status().position);
   if (min_position && *min_position > max_position_seen.load())
     return c->reply(problem(
         503, "view-behind",

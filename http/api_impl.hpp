@@ -49,6 +49,7 @@ struct bookstore_api::impl {
   query_pool queries;
   api_metrics metrics;
   std::map<std::string, aggregate_type, std::less<>> aggregate_types;
+  std::map<std::string, projector*, std::less<>> views;  // by projection name
 
   std::atomic<std::int64_t> commands_in_flight{0};
   std::atomic<std::int64_t> commands_shed{0};

@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include "http/problem.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,25 +24,6 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
-
-namespace {
-
-/// A problem+json body for the errors the server itself answers.
-std::string problem_body(int status, std::string_view type, std::string_view title,
-                         std::string_view detail) {
-  std::string out = R"({"type":"https://troupe.dev/problems/)";
-  out += type;
-  out += R"(","title":")";
-  out += title;
-  out += R"(","status":)";
-  out += std::to_string(status);
-  out += R"(,"detail":")";
-  out += detail;
-  out += "\"}";
-  return out;
-}
-
-}  // namespace
 
 struct server::impl : std::enable_shared_from_this<server::impl> {
   class session;
@@ -143,19 +126,18 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
         // Idle keep-alive connections time out quietly; a half-read request
         // is a client problem worth a 408.
         if (parser_->got_some())
-          return fail(408, "request-timeout", "Request Timeout",
-                      "the request did not arrive in time");
+          return fail(408, "request-timeout", "the request did not arrive in time");
         return close();
       }
       if (ec == bhttp::error::body_limit)
-        return fail(413, "payload-too-large", "Payload Too Large",
+        return fail(413, "payload-too-large",
                     "the request body exceeds " + std::to_string(owner_->options.max_body_bytes) +
                         " bytes");
       if (ec == bhttp::error::header_limit)
-        return fail(431, "headers-too-large", "Request Header Fields Too Large",
+        return fail(431, "headers-too-large",
                     "the request headers exceed " +
                         std::to_string(owner_->options.max_header_bytes) + " bytes");
-      if (ec) return fail(400, "malformed-request", "Bad Request", "malformed HTTP request");
+      if (ec) return fail(400, "malformed-request", "malformed HTTP request");
 
       auto message = parser_->release();
       request r;
@@ -193,20 +175,16 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       deadline_.expires_after(owner_->options.request_timeout);
       deadline_.async_wait([reply](beast::error_code ec) {
         if (ec) return;  // cancelled: answered in time
-        reply(
-            response{504, "application/problem+json",
-                     problem_body(504, "request-timeout", "Gateway Timeout",
-                                  "the request was not answered in time; its outcome is unknown")});
+        reply(problem(504, "answer-timeout",
+                      "the request was not answered in time; its outcome is unknown"));
       });
       owner_->on_request(std::move(r), std::move(reply));
     }
 
-    void fail(int status, std::string_view type, std::string_view title,
-              const std::string& detail) {
+    void fail(int status, std::string_view type, const std::string& detail) {
       ++owner_->malformed;
       keep_alive_ = false;
-      write(response{status, "application/problem+json", problem_body(status, type, title, detail)},
-            false);
+      write(problem(status, type, detail), false);
     }
 
     void write(response res, bool counted) {
@@ -295,8 +273,9 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
       ++refused;
       // A fresh socket's send buffer is empty: this short write cannot block.
       static const std::string body =
-          problem_body(503, "too-many-connections", "Service Unavailable",
-                       "the node has reached its connection limit; retry later");
+          problem(503, "too-many-connections",
+                  "the node has reached its connection limit; retry later")
+              .body;
       std::string text =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
           "application/problem+json\r\nRetry-After: 1\r\nConnection: close\r\n"

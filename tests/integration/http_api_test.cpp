@@ -805,6 +805,30 @@ TEST(HttpLimits, OversizedBodiesBackpressureAndAGracefulStop) {
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.problem_type(), "payload-too-large");
 
+  // Without sagas an order stays placed: its buyer's cancel is the one that ends it.
+  ASSERT_EQ(c.post("/api/v1/books", body({{"book_id", "held"},
+                                          {"name", "n"},
+                                          {"price", 100},
+                                          {"category_id", "c"},
+                                          {"publisher_id", "p"}}))
+                .status,
+            201);
+  http_client owner(node.port);
+  owner.token = node.token("owner", false);
+  http_client stranger(node.port);
+  stranger.token = node.token("stranger", false);
+  auto placed = owner.post(
+      "/api/v1/orders",
+      body({{"items", json::array{json::object{{"book_id", "held"}, {"quantity", 1}}}}}));
+  ASSERT_EQ(placed.status, 201) << placed.body;
+  std::string order_id(placed.json().at("order_id").as_string());
+  EXPECT_EQ(stranger.post("/api/v1/orders/" + order_id + "/cancel", "").status, 403);
+  auto cancelled =
+      owner.post("/api/v1/orders/" + order_id + "/cancel", body({{"reason", "changed my mind"}}));
+  EXPECT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(owner.get("/api/v1/orders/" + order_id).json().at("status"), "cancelled");
+  EXPECT_EQ(owner.post("/api/v1/orders/" + order_id + "/cancel", "").status, 409);
+
   // Beyond two commands in flight, 503 with Retry-After; every 201 durable.
   std::atomic<int> created{0}, shed{0}, other{0};
   std::mutex ids_mutex;

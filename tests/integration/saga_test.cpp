@@ -109,6 +109,14 @@ class SagaTest : public ::testing::Test {
   }
 };
 
+/// Order-fulfilment sagas that reached an end (completed or cancelled).
+std::int64_t finished_fulfilments(postgres::saga_registry& registry) {
+  std::int64_t done = 0;
+  for (const auto& [status, count] : registry.by_status(order_fulfilment::name))
+    if (status == "completed" || status == "cancelled") done += count;
+  return done;
+}
+
 TEST_F(SagaTest, AThousandOrdersForScarceStockNeverOversell) {
   constexpr int orders = 1000;
   constexpr std::int64_t scarce = 100;
@@ -178,12 +186,7 @@ TEST_F(SagaTest, AStoppedHostResumesItsSagasExactlyOnce) {
   second->start();
   EXPECT_GT(second->stats().recovered, 0);
   postgres::saga_registry registry(db.url);
-  auto finished = [&] {
-    std::int64_t done = 0;
-    for (const auto& [status, count] : registry.by_status(order_fulfilment::name))
-      if (status == "completed" || status == "cancelled") done += count;
-    return done;
-  };
+  auto finished = [&] { return finished_fulfilments(registry); };
   ASSERT_TRUE(eventually([&] { return finished() == orders; }, std::chrono::seconds{120}))
       << finished() << " of " << orders << " sagas finished";
   for (int i = 0; i < orders; ++i)
@@ -291,12 +294,7 @@ TEST(SagaProcess, ANodeKilledMidFulfilmentFinishesEverySagaOnceAfterRestart) {
       "sagas.ack_wait_ms=1000",     "log.level=warn"};
   postgres::migrate(db.url);
   postgres::saga_registry registry(db.url);
-  auto finished = [&] {
-    std::int64_t done = 0;
-    for (const auto& [status, count] : registry.by_status(order_fulfilment::name))
-      if (status == "completed" || status == "cancelled") done += count;
-    return done;
-  };
+  auto finished = [&] { return finished_fulfilments(registry); };
   pid_t node = integration::start_serve(sets, {"--demo-orders", "2000"});
   ASSERT_GT(node, 0);
   ASSERT_TRUE(eventually([&] { return finished() >= 50; })) << finished();
