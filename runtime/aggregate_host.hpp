@@ -13,6 +13,7 @@
 #include "persistence/types.hpp"
 #include "runtime/codec.hpp"
 #include "runtime/command.hpp"
+#include "runtime/command_codec.hpp"
 #include "runtime/decider.hpp"
 
 namespace troupe {
@@ -58,6 +59,13 @@ struct aggregate_type {
   std::optional<std::int64_t> snapshot_every;
   std::function<std::unique_ptr<aggregate_instance>()> make_instance;
   std::vector<event_type_info> events;
+  /// A command as it travels between nodes: the index of its alternative in
+  /// D::command and its JSON; nullopt when the payload is not this type's.
+  std::function<std::optional<std::pair<std::size_t, std::string>>(const command_payload&)>
+      encode_command;
+  /// The inverse of encode_command, or why the text is not such a command.
+  std::function<std::expected<command_payload, std::string>(std::size_t, std::string_view)>
+      decode_command;
 };
 
 namespace detail {
@@ -129,6 +137,14 @@ concept has_state_schema_version = requires {
   { D::state_schema_version } -> std::convertible_to<int>;
 };
 
+/// Commands that can travel between nodes as JSON (every alternative
+/// described); others are served only by the node they were submitted to.
+template <class Variant>
+inline constexpr bool json_commands = false;
+template <class... Cs>
+inline constexpr bool json_commands<std::variant<Cs...>> =
+    (... && (boost::json::has_value_from<Cs>::value && boost::json::has_value_to<Cs>::value));
+
 /// The registration record for decider D.
 template <decider D>
 aggregate_type make_aggregate_type() {
@@ -137,6 +153,26 @@ aggregate_type make_aggregate_type() {
   if constexpr (has_state_schema_version<D>) t.state_schema_version = D::state_schema_version;
   t.make_instance = [] { return std::make_unique<detail::decider_instance<D>>(); };
   t.events = detail::event_infos<typename D::event>::get();
+  using C = typename D::command;
+  if constexpr (json_commands<C>) {
+    t.encode_command =
+        [](const command_payload& p) -> std::optional<std::pair<std::size_t, std::string>> {
+      const auto* c = p.get<C>();
+      if (c == nullptr) return std::nullopt;
+      return std::visit(
+          [&](const auto& alternative) {
+            return std::pair<std::size_t, std::string>{c->index(), to_json_text(alternative)};
+          },
+          *c);
+    };
+    t.decode_command = [](std::size_t index,
+                          std::string_view json) -> std::expected<command_payload, std::string> {
+      auto command = detail::variant_from_json<C>(
+          index, json, std::make_index_sequence<std::variant_size_v<C>>{});
+      if (!command) return std::unexpected(command.error());
+      return command_payload::of<C>(std::move(*command));
+    };
+  }
   return t;
 }
 

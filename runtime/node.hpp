@@ -101,6 +101,31 @@ class node {
     return env;
   }
 
+  // ---- clustering (runtime/cluster.hpp drives these) ----
+
+  /// Serves only the shards opened by open_shard(), of `shard_count`;
+  /// only before start().
+  void enable_sharding(int shard_count);
+  int shard_count() const;
+  /// From now on commands for the shard's streams are handled here.
+  void open_shard(int shard);
+  /// Stops taking commands for the shard (they are answered `unavailable`
+  /// with code "shard_moved", untried), lets its actors finish what they
+  /// hold and passivates them; `released` runs once none is left.
+  void close_shard(int shard, std::function<void()> released);
+  /// Routes every submitted command: called (after the node's own checks and
+  /// in-flight accounting) instead of handing it to the local region. The
+  /// router calls submit_here() for shards served here.
+  using command_router = std::function<void(command_envelope, command_completion)>;
+  void set_router(command_router router);
+  /// Hands a command to this node's aggregates, bypassing the router. From
+  /// the router, pass `counted` (the command is already in flight); a
+  /// command from a peer node is counted and bounded here.
+  void submit_here(command_envelope command, command_completion done, bool counted = false);
+
+  /// The registration of an aggregate category, or nullptr.
+  const aggregate_type* find_aggregate_type(std::string_view category) const;
+
   node_stats stats() const;
   const std::string& id() const;
   event_store& store();

@@ -68,6 +68,11 @@ struct node::impl {
   std::shared_mutex lifecycle;
   bool accepting = false;
   bool stopped = false;
+  command_router router;
+
+  /// Checks a command may enter (running, under the in-flight bound, not
+  /// empty), fills its ids; on refusal answers `done` and returns false.
+  bool admit(command_envelope& command, command_completion& done);
 };
 
 node::node(const config& cfg, std::shared_ptr<event_store> store) : impl_(new impl) {
@@ -135,34 +140,104 @@ void node::start() {
                        im.context.node_id, im.context.types.size(), threads);
 }
 
-void node::submit(command_envelope command, command_completion done) {
-  auto& im = *impl_;
-  std::shared_lock lock{im.lifecycle};
-  if (!im.accepting) {
-    lock.unlock();
+bool node::impl::admit(command_envelope& command, command_completion& done) {
+  if (!accepting) {
     done(detail::make_failure(command_status::unavailable, "node_not_running",
                               "the node is not running"));
-    return;
+    return false;
   }
-  auto in_flight = im.context.counters.in_flight.fetch_add(1, std::memory_order_relaxed);
-  if (in_flight >= im.max_in_flight) {
-    im.context.counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    im.context.counters.shed.fetch_add(1, std::memory_order_relaxed);
+  auto in_flight_now = context.counters.in_flight.fetch_add(1, std::memory_order_relaxed);
+  if (in_flight_now >= max_in_flight) {
+    context.counters.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    context.counters.shed.fetch_add(1, std::memory_order_relaxed);
     done(detail::make_failure(command_status::overloaded, "node_overloaded",
                               "too many commands in flight on this node; retry later"));
-    return;
+    return false;
   }
   if (command.payload.empty()) {
-    detail::completion_token(std::move(done), &im.context.counters)
+    detail::completion_token(std::move(done), &context.counters)
         .complete(
             detail::make_failure(command_status::invalid, "empty_command", "the command is empty"));
-    return;
+    return false;
   }
   if (command.command_id.empty()) command.command_id = new_uuid();
   if (command.correlation_id.empty()) command.correlation_id = command.command_id;
+  return true;
+}
+
+void node::submit(command_envelope command, command_completion done) {
+  auto& im = *impl_;
+  std::shared_lock lock{im.lifecycle};
+  if (!im.admit(command, done)) return;
+  auto token = std::make_shared<detail::completion_token>(std::move(done), &im.context.counters);
+  if (im.router) {
+    lock.unlock();  // the router may forward, retry or call submit_here
+    im.router(std::move(command), [token](command_result r) { token->complete(std::move(r)); });
+    return;
+  }
+  caf::anon_send(im.region, detail::routed_command{std::move(command), std::move(token)});
+}
+
+void node::submit_here(command_envelope command, command_completion done, bool counted) {
+  auto& im = *impl_;
+  std::shared_lock lock{im.lifecycle};
+  if (counted) {
+    if (!im.accepting) {
+      done(detail::make_failure(command_status::unavailable, "node_not_running",
+                                "the node is not running"));
+      return;
+    }
+    caf::anon_send(im.region, detail::routed_command{std::move(command),
+                                                     std::make_shared<detail::completion_token>(
+                                                         std::move(done), nullptr)});
+    return;
+  }
+  if (!im.admit(command, done)) return;
   caf::anon_send(im.region, detail::routed_command{std::move(command),
                                                    std::make_shared<detail::completion_token>(
                                                        std::move(done), &im.context.counters)});
+}
+
+void node::enable_sharding(int shard_count) {
+  auto& im = *impl_;
+  if (im.started) throw std::logic_error("enable sharding before node::start()");
+  if (shard_count < 1) throw std::invalid_argument("shard count must be at least 1");
+  im.context.shard_count = shard_count;
+  im.context.shard_open =
+      std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(shard_count));
+  for (int s = 0; s < shard_count; ++s) im.context.shard_open[s].store(false);
+}
+
+const aggregate_type* node::find_aggregate_type(std::string_view category) const {
+  auto it = impl_->context.types.find(std::string(category));
+  return it == impl_->context.types.end() ? nullptr : &it->second.type;
+}
+
+int node::shard_count() const { return impl_->context.shard_count; }
+
+void node::open_shard(int shard) {
+  auto& im = *impl_;
+  if (shard < 0 || shard >= im.context.shard_count) throw std::out_of_range("no such shard");
+  im.context.shard_open[shard].store(true, std::memory_order_release);
+}
+
+void node::close_shard(int shard, std::function<void()> released) {
+  auto& im = *impl_;
+  if (shard < 0 || shard >= im.context.shard_count) throw std::out_of_range("no such shard");
+  im.context.shard_open[shard].store(false, std::memory_order_release);
+  std::shared_lock lock{im.lifecycle};
+  if (!im.started || im.stopped) {
+    lock.unlock();
+    released();
+    return;
+  }
+  caf::anon_send(im.region, detail::release_shard{shard, std::move(released)});
+}
+
+void node::set_router(command_router router) {
+  auto& im = *impl_;
+  std::unique_lock lock{im.lifecycle};
+  im.router = std::move(router);
 }
 
 command_result node::submit_and_wait(command_envelope command) {

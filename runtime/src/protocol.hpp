@@ -53,6 +53,10 @@ struct hosting_context {
   std::size_t idempotency_window = 32;
   std::size_t max_live = 200000;
   std::chrono::milliseconds idle_timeout{120000};
+  /// Clustered nodes: the shard count and which shards this node serves now
+  /// (set by the cluster); 0 = not clustered, every stream is served here.
+  int shard_count = 0;
+  std::unique_ptr<std::atomic<bool>[]> shard_open;
   std::size_t recovery_page = 512;
   node_counters counters;
   /// Snapshot writes whose store callback has not run yet; the node waits
@@ -115,6 +119,12 @@ struct aggregate_stopped {
 struct aggregate_release {};
 struct region_tick {};
 struct region_drain {};
+/// Passivate every actor of a shard this node stopped serving; `done` runs
+/// (on the region's thread) when none is left.
+struct release_shard {
+  int shard;
+  std::function<void()> done;
+};
 
 }  // namespace troupe::detail
 
@@ -127,6 +137,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::aggregate_stopped)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::aggregate_release)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::region_tick)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::region_drain)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::release_shard)
 
 namespace troupe::detail {
 

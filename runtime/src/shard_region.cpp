@@ -9,6 +9,7 @@
 
 #include <list>
 
+#include "runtime/shard_map.hpp"
 #include "runtime/src/protocol.hpp"
 
 namespace troupe::detail {
@@ -35,6 +36,8 @@ struct region_state {
   std::chrono::milliseconds tick_interval{1000};
   bool draining = false;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
+  /// Shards being released: done callbacks waiting for their last actor.
+  std::unordered_map<int, std::vector<std::function<void()>>> shard_waiters;
 
   static inline const char* name = "shard_region";
 };
@@ -74,6 +77,29 @@ const hosted_type* type_of(const hosting_context& context, std::string_view stre
   return it == context.types.end() ? nullptr : &it->second;
 }
 
+/// Whether this node serves the stream's shard now (always, unclustered).
+bool serves(const hosting_context& context, std::string_view stream_id) {
+  return context.shard_count == 0 ||
+         context.shard_open[shard_of(stream_id, context.shard_count)].load(
+             std::memory_order_acquire);
+}
+
+command_result shard_moved(const std::string& stream_id) {
+  return make_failure(command_status::unavailable, "shard_moved",
+                      "this node no longer serves the shard of " + stream_id);
+}
+
+void finish_shard_release_if_done(region_actor* self, int shard) {
+  auto& st = self->state;
+  auto it = st.shard_waiters.find(shard);
+  if (it == st.shard_waiters.end()) return;
+  for (const auto& [stream_id, entry] : st.entries)
+    if (shard_of(stream_id, st.context->shard_count) == shard) return;
+  auto waiters = std::move(it->second);
+  st.shard_waiters.erase(it);
+  for (auto& done : waiters) done();
+}
+
 void finish_drain_if_done(region_actor* self) {
   auto& st = self->state;
   if (!st.draining || !st.entries.empty()) return;
@@ -91,18 +117,25 @@ void on_actor_gone(region_actor* self, std::unordered_map<std::string, region_en
     --st.active;
   }
   st.context->counters.passivations.fetch_add(1, std::memory_order_relaxed);
-  if (entry.held.empty()) {
+  auto forget = [&] {
+    auto shard = st.context->shard_count > 0 ? shard_of(it->first, st.context->shard_count) : -1;
     st.entries.erase(it);
     finish_drain_if_done(self);
+    if (shard >= 0) finish_shard_release_if_done(self, shard);
+  };
+  if (entry.held.empty()) {
+    forget();
     return;
   }
   auto held = std::move(entry.held);
   entry.held.clear();
-  if (st.draining) {
+  if (st.draining || !serves(*st.context, it->first)) {
+    // Not tried: shard_moved tells the cluster's router to send them on.
     for (auto& c : held)
-      c.complete(make_failure(command_status::unavailable, "node_stopping", "node is stopping"));
-    st.entries.erase(it);
-    finish_drain_if_done(self);
+      c.complete(st.draining ? make_failure(command_status::unavailable, "node_stopping",
+                                            "node is stopping")
+                             : shard_moved(it->first));
+    forget();
     return;
   }
   activate(self, it->first, entry, type_of(*st.context, it->first));
@@ -146,6 +179,10 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
           return;
         }
         const auto& stream_id = command.envelope.stream_id;
+        if (!serves(*st.context, stream_id)) {
+          command.complete(shard_moved(stream_id));
+          return;
+        }
         if (auto it = st.entries.find(stream_id); it != st.entries.end()) {
           auto& entry = it->second;
           if (entry.stopping) {
@@ -199,6 +236,16 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
         st.context->counters.region_mailbox.store(static_cast<std::int64_t>(self->mailbox().size()),
                                                   std::memory_order_relaxed);
         self->delayed_send(self, st.tick_interval, region_tick{});
+      },
+      [self](release_shard& m) {
+        auto& st = self->state;
+        st.shard_waiters[m.shard].push_back(std::move(m.done));
+        std::vector<region_entry*> to_stop;
+        for (auto& [stream_id, entry] : st.entries)
+          if (!entry.stopping && shard_of(stream_id, st.context->shard_count) == m.shard)
+            to_stop.push_back(&entry);
+        for (auto* entry : to_stop) begin_passivation(self, *entry);
+        finish_shard_release_if_done(self, m.shard);
       },
       [self](region_drain) -> caf::result<bool> {
         auto& st = self->state;

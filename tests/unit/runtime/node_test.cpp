@@ -9,9 +9,11 @@
 #include <fstream>
 #include <thread>
 
+#include <future>
 #include "counter.hpp"
 #include "persistence/memory_event_store.hpp"
 #include "persistence/sync.hpp"
+#include "runtime/shard_map.hpp"
 #include "tests/support/test_support.hpp"
 
 namespace counter_domain {
@@ -431,6 +433,49 @@ TEST(Node, HundredThousandAggregatesStayUnderTheLiveCap) {
   // events (~0.5 KiB each) and the allocator's slack. Measured about 90 MiB.
   RecordProperty("resident_growth_mib", static_cast<int>(grown_mib));
   EXPECT_LT(grown_mib, 256) << "resident memory grew by " << grown_mib << " MiB";
+}
+
+// A clustered node serves only the shards it was given: commands for the
+// others come back untried (so the cluster's router can send them on), and
+// closing a shard passivates its actors before it reports released.
+TEST(Node, ShardedNodeServesOnlyOpenShardsAndReleasesClosedOnes) {
+  auto store = std::make_shared<troupe::memory_event_store>();
+  troupe::node n(test_config(), store);
+  n.register_aggregate<counter>();
+  n.enable_sharding(4);
+  n.start();
+  auto stream_in = [](int shard) {
+    for (int i = 0;; ++i) {
+      auto id = "c" + std::to_string(i);
+      if (troupe::shard_of("counter-" + id, 4) == shard) return id;
+    }
+  };
+  auto in0 = stream_in(0), in1 = stream_in(1);
+  auto run = [&](const std::string& id) {
+    std::promise<command_result> p;
+    auto f = p.get_future();
+    n.submit_here(troupe::node::make_envelope<counter>(id, increment{1}),
+                  [&p](command_result r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  auto closed = run(in0);
+  EXPECT_EQ(closed.status, command_status::unavailable);
+  EXPECT_EQ(closed.reason.code, "shard_moved");
+  EXPECT_EQ(store->event_count(), 0u);
+
+  n.open_shard(0);
+  n.open_shard(1);
+  EXPECT_EQ(run(in0).status, command_status::accepted);
+  EXPECT_EQ(run(in1).status, command_status::accepted);
+  EXPECT_EQ(n.stats().live_aggregates, 2);
+
+  std::promise<void> released;
+  n.close_shard(0, [&] { released.set_value(); });
+  ASSERT_EQ(released.get_future().wait_for(std::chrono::seconds{10}), std::future_status::ready);
+  EXPECT_TRUE(eventually([&] { return n.stats().live_aggregates == 1; }));
+  EXPECT_EQ(run(in0).reason.code, "shard_moved");
+  EXPECT_EQ(run(in1).status, command_status::accepted);  // shard 1 untouched
+  n.stop();
 }
 
 }  // namespace
