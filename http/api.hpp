@@ -61,6 +61,8 @@ struct api_parts {
   std::vector<projector*> projectors;
   /// Readiness of the event bus (publisher connected); empty = not used.
   std::function<bool()> bus_ready;
+  /// The cluster's status as JSON; empty = not clustered.
+  std::function<std::string()> cluster_status;
   /// Extra Prometheus text appended to /metrics (runtime counters).
   std::function<std::string()> runtime_metrics;
 };

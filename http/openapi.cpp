@@ -96,6 +96,8 @@ constexpr std::string_view schemas_text = R"json({
  "EventPage": {"type": "object", "properties": {"stream_id": {"type": "string"},
    "events": {"type": "array", "items": {"type": "object"}}}},
  "ProjectionList": {"type": "object", "properties": {"projections": {"type": "array", "items": {"type": "object"}}}},
+ "ClusterStatus": {"type": "object", "properties": {"cluster": {"type": "string"}, "self": {"type": "string"}, "connected": {"type": "boolean"}, "shard_count": {"type": "integer"}, "nodes": {"type": "array", "items": {"type": "object", "properties": {"id": {"type": "string"}, "http_url": {"type": "string"}, "heartbeat_age_seconds": {"type": "number"}, "shards": {"type": "integer"}}}}, "shards": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}, "singletons": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}, "forwarding": {"type": "object"}}},
+ "Lease": {"type": "object", "properties": {"key": {"type": "string"}, "owner": {"type": "string"}, "age_seconds": {"type": "number"}, "revision": {"type": "integer"}}},
  "RebuildAccepted": {"type": "object", "properties": {"projection": {"type": "string"}, "status": {"type": "string"}}},
  "DeadLetterList": {"type": "object", "properties": {"dead_letters": {"type": "array", "items": {"type": "object"}}}},
  "ReplayResult": {"type": "object", "properties": {"id": {"type": "integer"}, "replayed": {"type": "boolean"}, "consumer": {"type": "string"}}},

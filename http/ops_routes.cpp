@@ -167,6 +167,7 @@ void bookstore_api::impl::add_operations_routes() {
                        auto s = p->status();
                        list.push_back(json::object{{"name", s.name},
                                                    {"running", s.running},
+                                                   {"standby", s.standby},
                                                    {"position", s.position},
                                                    {"events_applied", s.events_applied},
                                                    {"dead_letters", s.dead_letters},
@@ -176,6 +177,22 @@ void bookstore_api::impl::add_operations_routes() {
                                                    {"rebuilding", rebuilding_now == s.name}});
                      }
                      c->reply(json_response(200, json::object{{"projections", std::move(list)}}));
+                   }});
+  routes.add(route{"GET", "/api/v1/cluster", access::admin,
+                   route_doc{"The cluster as this node sees it: nodes, shard owners and lease "
+                             "ages, who runs the publisher, each projection and each saga",
+                             "operations",
+                             {},
+                             {},
+                             "ClusterStatus",
+                             {200, 401, 403, 404}},
+                   [this](call_ptr c) {
+                     if (!parts.cluster_status)
+                       return c->reply(problem(404, "not-clustered",
+                                               "this node runs alone (cluster.enabled is false)"));
+                     response r;
+                     r.body = parts.cluster_status();
+                     c->reply(std::move(r));
                    }});
   routes.add(route{
       "POST", "/api/v1/projections/{name}/rebuild", access::admin,

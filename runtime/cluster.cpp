@@ -79,16 +79,18 @@ kvStore* open_bucket(jsCtx* js, const std::string& name, std::chrono::millisecon
   kvConfig_Init(&cfg);
   cfg.Bucket = name.c_str();
   cfg.History = 1;
-  cfg.TTL = ttl.count();
+  cfg.TTL = std::chrono::duration_cast<std::chrono::nanoseconds>(ttl).count();  // nats.c 3.4: ns
   cfg.Replicas = replicas;
   cfg.StorageType = js_MemoryStorage;  // leases are soft state: a lost bucket re-forms
   kvStore* kv = nullptr;
   natsStatus s = js_CreateKeyValue(&kv, js, &cfg);
   if (s == NATS_OK) return kv;
   // Exists with other settings (an older TTL, say): use it as it is.
+  std::string why = nats_error(s);
+  if (const char* text = nats_GetLastError(nullptr)) why += std::string(": ") + text;
   natsStatus bound = js_KeyValue(&kv, js, name.c_str());
   if (bound != NATS_OK)
-    throw std::runtime_error("cannot create the KV bucket " + name + ": " + nats_error(s));
+    throw std::runtime_error("cannot create the KV bucket " + name + ": " + why);
   log.warn("KV bucket {} exists with other settings than this node's ({}); using it as it is", name,
            nats_error(s));
   return kv;
@@ -582,6 +584,7 @@ struct cluster::impl {
 
   /// Writes "" at our revision; the lease is free for the next owner.
   void release(lease& l) {
+    log->debug("releasing {} at revision {}", l.key, l.revision);
     std::uint64_t rev = 0;
     natsStatus s = kvStore_Update(&rev, leases_kv, l.key.c_str(), "", 0, l.revision);
     if (s != NATS_OK)
@@ -619,6 +622,7 @@ struct cluster::impl {
   }
 
   void mark_drained(const std::string& key) {
+    log->debug("{} drained", key);
     {
       std::lock_guard lock{state_mutex};
       for (auto& l : leases)
@@ -682,9 +686,14 @@ struct cluster::impl {
     });
   }
 
+  mutable std::mutex advertise_mutex;  // guards options.http_url
+
   std::string membership_value() const {
     boost::json::object o;
-    o["http"] = options.http_url;
+    {
+      std::lock_guard lock{advertise_mutex};
+      o["http"] = options.http_url;
+    }
     o["subject"] = subject;
     return boost::json::serialize(o);
   }
@@ -1070,6 +1079,11 @@ bool cluster::connected() const {
 }
 
 const std::string& cluster::self() const { return impl_->self; }
+
+void cluster::advertise_http(std::string url) {
+  std::lock_guard lock{impl_->advertise_mutex};
+  impl_->options.http_url = std::move(url);
+}
 
 cluster_status cluster::read(const std::string& nats_url, const std::string& name, int shards,
                              std::chrono::milliseconds) {

@@ -128,6 +128,9 @@ class cluster {
   /// releasing the leases. Idempotent; the destructor calls it.
   void stop();
 
+  /// Sets the HTTP URL shown for this node (known once the server listens).
+  void advertise_http(std::string url);
+
   /// What this node saw at its last heartbeat, plus its counters.
   cluster_status status() const;
   bool connected() const;

@@ -90,6 +90,29 @@ struct projector::impl {
   view::view_changes batch_changes;
   view::view_changes event_changes;
 
+  // Standby: a thread following the checkpoint of the active node.
+  std::thread follower;
+  std::mutex follow_mutex;
+  std::condition_variable follow_wake;
+  bool following = false;
+
+  void stop_following() {
+    {
+      std::lock_guard lock{follow_mutex};
+      following = false;
+    }
+    follow_wake.notify_all();
+    if (follower.joinable()) follower.join();
+  }
+
+  void publish_position(std::int64_t p) {
+    {
+      std::lock_guard lock(mutex);
+      position.store(p);
+    }
+    reached.notify_all();
+  }
+
   impl(projection_definition d, std::shared_ptr<event_store> s, projector_options o)
       : def(std::move(d)),
         store(std::move(s)),
@@ -300,6 +323,7 @@ projector::~projector() { stop(); }
 void projector::start() {
   auto& im = *impl_;
   if (im.sub && im.sub->running()) return;
+  im.stop_following();
   im.stopping = false;
   im.crashed = false;
   try {
@@ -343,8 +367,32 @@ void projector::start() {
   im.log->info("projector {} runs from position {}", im.def.name, im.position.load());
 }
 
+void projector::follow(std::chrono::milliseconds interval) {
+  auto& im = *impl_;
+  stop();
+  im.following = true;
+  im.follower = std::thread([&im, interval] {
+    std::unique_ptr<view_store> vs;
+    std::unique_lock lock{im.follow_mutex};
+    while (im.following) {
+      lock.unlock();
+      try {
+        if (!vs) vs = std::make_unique<view_store>(im.options.postgres_url);
+        auto p = vs->checkpoint(im.checkpoint).value;
+        if (p != im.position.load()) im.publish_position(p);
+      } catch (const std::exception& e) {
+        vs.reset();  // reconnect on the next round
+        im.log->debug("projection {} standby: {}", im.def.name, e.what());
+      }
+      lock.lock();
+      im.follow_wake.wait_for(lock, interval, [&] { return !im.following; });
+    }
+  });
+}
+
 void projector::stop() {
   auto& im = *impl_;
+  im.stop_following();
   im.stopping = true;
   if (im.sub) im.sub->stop();
   im.sub.reset();
@@ -356,6 +404,10 @@ projection_status projector::status() const {
   projection_status s;
   s.name = im.def.name;
   s.running = im.sub && im.sub->running() && !im.crashed;
+  {
+    std::lock_guard lock{im.follow_mutex};
+    s.standby = im.following;
+  }
   s.position = im.position.load();
   s.events_applied = im.events_applied.load();
   s.batches = im.batches.load();

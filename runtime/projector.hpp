@@ -57,6 +57,7 @@ struct projector_options {
 struct projection_status {
   std::string name;
   bool running = false;
+  bool standby = false;             // following another node's active projector
   std::int64_t position = 0;        // committed checkpoint
   std::int64_t events_applied = 0;  // events folded into the view (all types)
   std::int64_t batches = 0;
@@ -80,6 +81,11 @@ class projector {
   /// Creates the view tables if missing and starts consuming. Throws
   /// std::runtime_error when PostgreSQL or NATS cannot be reached.
   void start();
+  /// Standby, for a node that does not hold the projection's cluster lease:
+  /// nothing is consumed; the position follows the checkpoint the active
+  /// node commits (read every `interval`), so wait_until() and status()
+  /// still tell how far the shared view is. start() ends it.
+  void follow(std::chrono::milliseconds interval = std::chrono::milliseconds{20});
   void stop();
 
   projection_status status() const;

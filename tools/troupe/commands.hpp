@@ -34,6 +34,9 @@ int print_openapi(const config& cfg);
 /// Prints the event catalog as json or md.
 int print_catalog(const std::string& format);
 
+/// `troupe cluster status [--json]`.
+int cluster_status_command(const config& cfg, bool json);
+
 /// Applies pending schema migrations to postgres.url and reports them.
 int migrate(const config& cfg);
 

@@ -73,6 +73,14 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(std::int64_t{1}, std::numeric_limits<std::int64_t>::max()));
 
+  auto* cluster = app.add_subcommand("cluster", "inspect a cluster of nodes");
+  cluster->require_subcommand(1);
+  auto* cluster_status = cluster->add_subcommand(
+      "status", "nodes, shard owners and lease ages, who runs each singleton");
+  add_config_flags(cluster_status);
+  bool cluster_json = false;
+  cluster_status->add_flag("--json", cluster_json, "print JSON instead of a table");
+
   CLI11_PARSE(app, argc, argv);
   if (*catalog) return troupe::cli::print_catalog(catalog_format);
 
@@ -91,6 +99,7 @@ int main(int argc, char** argv) {
   }
   if (*migrate) return troupe::cli::migrate(*cfg);
   if (*openapi) return troupe::cli::print_openapi(*cfg);
+  if (*cluster) return troupe::cli::cluster_status_command(*cfg, cluster_json);
   if (*projection)
     return troupe::cli::projection_command(*cfg, *projection_list ? "list" : "rebuild",
                                            projection_name, rebuild_batch);

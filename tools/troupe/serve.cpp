@@ -19,6 +19,7 @@
 #include "http/api.hpp"
 #include "http/server.hpp"
 #include "persistence/postgres/view_store.hpp"
+#include "runtime/cluster.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
 #include "runtime/projector.hpp"
@@ -300,14 +301,14 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     sample("troupe_saga_dead_letters_total", l, st.dead_letters);
     sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
   };
-  if (fulfilment != nullptr && rating != nullptr) {
+  if (fulfilment != nullptr || rating != nullptr) {
     metric("troupe_saga_started_total", "counter", "saga instances started");
     metric("troupe_saga_finished_total", "counter", "saga instances finished");
     metric("troupe_saga_live_instances", "gauge", "saga instances in memory");
     metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
     metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
-    saga(bookstore::order_fulfilment::name, fulfilment->stats());
-    saga(bookstore::rating_saga::name, rating->stats());
+    if (fulfilment != nullptr) saga(bookstore::order_fulfilment::name, fulfilment->stats());
+    if (rating != nullptr) saga(bookstore::rating_saga::name, rating->stats());
   }
   return out;
 }
@@ -320,6 +321,79 @@ void log_stats(const node& n, spdlog::logger& log) {
       s.live_aggregates, s.activations, s.passivations, s.commands_accepted, s.commands_rejected,
       s.commands_conflicted, s.commands_shed, s.commands_failed, s.events_appended,
       s.snapshots_written, s.queued_commands);
+}
+
+/// A component that may come and go while the node runs (a cluster
+/// singleton): readers see it whole or not at all.
+template <class T>
+class component_slot {
+ public:
+  void put(std::unique_ptr<T> value) {
+    std::lock_guard lock{mutex_};
+    value_ = std::move(value);
+  }
+  std::unique_ptr<T> take() {
+    std::lock_guard lock{mutex_};
+    return std::move(value_);
+  }
+  /// f(T* or nullptr), under the slot's lock: keep it short.
+  template <class F>
+  auto with(F&& f) const {
+    std::lock_guard lock{mutex_};
+    return f(value_.get());
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::unique_ptr<T> value_;
+};
+
+cluster_options cluster_settings(const config& cfg, const std::string& node_id) {
+  cluster_options o;
+  o.nats_url = cfg.string("nats.url");
+  o.name = cfg.string("cluster.name");
+  o.node_id = node_id;
+  o.shards = static_cast<int>(cfg.integer("cluster.shards"));
+  o.lease_ttl = std::chrono::milliseconds{cfg.integer("cluster.lease_ttl_ms")};
+  o.heartbeat = std::chrono::milliseconds{cfg.integer("cluster.heartbeat_ms")};
+  o.forward_timeout = std::chrono::milliseconds{cfg.integer("cluster.forward_timeout_ms")};
+  o.forward_attempt_timeout =
+      std::chrono::milliseconds{cfg.integer("cluster.forward_attempt_timeout_ms")};
+  o.max_forwarded = static_cast<std::size_t>(cfg.integer("cluster.max_forwarded"));
+  o.replicas = static_cast<int>(cfg.integer("cluster.replicas"));
+  o.shutdown_timeout = std::chrono::milliseconds{cfg.integer("node.shutdown_timeout_ms")};
+  o.http_url = cfg.string("cluster.advertise_http");
+  o.log = logger("cluster");
+  return o;
+}
+
+std::string cluster_metrics(const cluster& c) {
+  auto st = c.status();
+  int owned = 0;
+  for (const auto& s : st.shards) owned += s.owner == st.self;
+  int singletons = 0;
+  for (const auto& s : st.singletons) singletons += s.owner == st.self;
+  const auto& f = st.forwarding;
+  return fmt::format(
+      "# HELP troupe_cluster_members nodes in the cluster, as this node sees it\n"
+      "# TYPE troupe_cluster_members gauge\ntroupe_cluster_members {}\n"
+      "# HELP troupe_cluster_shards_owned shards this node serves\n"
+      "# TYPE troupe_cluster_shards_owned gauge\ntroupe_cluster_shards_owned {}\n"
+      "# HELP troupe_cluster_singletons_held singleton leases (publisher, projections, sagas) "
+      "held here\n"
+      "# TYPE troupe_cluster_singletons_held gauge\ntroupe_cluster_singletons_held {}\n"
+      "# HELP troupe_cluster_commands_forwarded_total commands sent to their shard's owner\n"
+      "# TYPE troupe_cluster_commands_forwarded_total counter\n"
+      "troupe_cluster_commands_forwarded_total {}\n"
+      "# HELP troupe_cluster_commands_received_total commands peers forwarded here\n"
+      "# TYPE troupe_cluster_commands_received_total counter\n"
+      "troupe_cluster_commands_received_total {}\n"
+      "# HELP troupe_cluster_forward_retries_total forwarding attempts repeated\n"
+      "# TYPE troupe_cluster_forward_retries_total counter\n"
+      "troupe_cluster_forward_retries_total {}\n"
+      "# HELP troupe_cluster_leases_lost_total leases another node took from this one\n"
+      "# TYPE troupe_cluster_leases_lost_total counter\ntroupe_cluster_leases_lost_total {}\n",
+      st.members.size(), owned, singletons, f.forwarded, f.received, f.retries, f.leases_lost);
 }
 
 }  // namespace
@@ -346,9 +420,19 @@ int serve(const config& cfg, const serve_options& options) {
     log->info("event store: PostgreSQL at {}", redact_url(cfg.string("postgres.url")));
   else
     log->warn("event store: in memory; events are lost when the node stops");
+  const bool clustered = cfg.boolean("cluster.enabled");
+  if (clustered && cfg.string("store.kind") != "postgres") {
+    log->error("cluster.enabled needs store.kind=postgres: the nodes share one event store");
+    return 2;
+  }
+  if (clustered && options.demo_orders > 0) {
+    log->error("--demo-orders runs on a single node; start it without cluster.enabled");
+    return 2;
+  }
   node n(cfg, store);
   n.register_aggregates<bookstore::bookstore_aggregates>();
   try {
+    if (clustered) n.enable_sharding(static_cast<int>(cfg.integer("cluster.shards")));
     n.start();
   } catch (const std::exception& e) {
     log->error("cannot start: {}", e.what());
@@ -364,8 +448,12 @@ int serve(const config& cfg, const serve_options& options) {
 
   // The publisher: one per node for now (the cluster part adds a lease so
   // exactly one runs per database).
-  std::unique_ptr<event_publisher> publisher;
-  if (cfg.boolean("publisher.enabled") && cfg.string("store.kind") == "postgres") {
+  // The publisher, projectors and sagas: started here on a single node; in a
+  // cluster each has one active instance, on the node holding its lease.
+  component_slot<event_publisher> publisher;
+  const bool publishing =
+      cfg.boolean("publisher.enabled") && cfg.string("store.kind") == "postgres";
+  auto make_publisher = [&] {
     publisher_options o;
     o.nats_url = cfg.string("nats.url");
     o.stream_name = cfg.string("publisher.stream");
@@ -379,60 +467,97 @@ int serve(const config& cfg, const serve_options& options) {
     o.source = "troupe/" + n.id();
     o.internal_categories = internal_categories;
     o.log = logger("publisher");
-    publisher = std::make_unique<event_publisher>(store, std::move(o));
-    try {
-      publisher->start();
-      log->info("publishing events to JetStream stream {} at {}", cfg.string("publisher.stream"),
-                cfg.string("nats.url"));
-    } catch (const std::exception& e) {
-      log->error("cannot start the publisher: {}", e.what());
-      return 2;
-    }
-  }
+    auto p = std::make_unique<event_publisher>(store, std::move(o));
+    p->start();
+    return p;
+  };
 
-  // The projectors: one per view, each with its own thread, connection and
-  // durable consumer (the cluster part runs each once per cluster).
   std::vector<std::unique_ptr<projector>> projectors;
-  if (publisher && cfg.boolean("projections.enabled")) {
-    for (auto& def : bookstore::bookstore_projections()) {
+  if (publishing && cfg.boolean("projections.enabled")) {
+    for (auto& def : bookstore::bookstore_projections())
       projectors.push_back(
           std::make_unique<projector>(std::move(def), store, projector_settings(cfg)));
-      try {
-        projectors.back()->start();
-      } catch (const std::exception& e) {
-        log->error("cannot start projector: {}", e.what());
-        return 2;
-      }
-    }
-    log->info("{} projectors running", projectors.size());
   }
-  // The sagas: one host per saga type (the cluster part spreads their
-  // instances over the nodes by the same shard map as aggregates).
-  std::unique_ptr<saga_host<bookstore::order_fulfilment>> fulfilment;
-  std::unique_ptr<saga_host<bookstore::rating_saga>> rating;
-  if (publisher && cfg.boolean("sagas.enabled")) {
-    saga_host_options o;
-    o.postgres_url = cfg.string("postgres.url");
-    o.subscription.nats_url = cfg.string("nats.url");
-    o.subscription.stream = cfg.string("publisher.stream");
-    o.subscription.max_in_flight = static_cast<std::size_t>(cfg.integer("sagas.batch_size"));
-    o.subscription.ack_wait = std::chrono::milliseconds{cfg.integer("sagas.ack_wait_ms")};
-    o.consumer_prefix = cfg.string("sagas.consumer_prefix");
-    o.settings.step_timeout_ms = cfg.integer("sagas.step_timeout_ms");
-    o.settings.max_attempts = static_cast<int>(cfg.integer("sagas.max_attempts"));
-    o.settings.retry_backoff_ms = cfg.integer("sagas.retry_backoff_ms");
-    o.log = logger("saga");
-    fulfilment = std::make_unique<saga_host<bookstore::order_fulfilment>>(n, store, o);
-    rating = std::make_unique<saga_host<bookstore::rating_saga>>(n, store, o);
+
+  component_slot<saga_host<bookstore::order_fulfilment>> fulfilment;
+  component_slot<saga_host<bookstore::rating_saga>> rating;
+  const bool saga_hosting = publishing && cfg.boolean("sagas.enabled");
+  saga_host_options saga_options;
+  saga_options.postgres_url = cfg.string("postgres.url");
+  saga_options.subscription.nats_url = cfg.string("nats.url");
+  saga_options.subscription.stream = cfg.string("publisher.stream");
+  saga_options.subscription.max_in_flight =
+      static_cast<std::size_t>(cfg.integer("sagas.batch_size"));
+  saga_options.subscription.ack_wait = std::chrono::milliseconds{cfg.integer("sagas.ack_wait_ms")};
+  saga_options.consumer_prefix = cfg.string("sagas.consumer_prefix");
+  saga_options.settings.step_timeout_ms = cfg.integer("sagas.step_timeout_ms");
+  saga_options.settings.max_attempts = static_cast<int>(cfg.integer("sagas.max_attempts"));
+  saga_options.settings.retry_backoff_ms = cfg.integer("sagas.retry_backoff_ms");
+  saga_options.log = logger("saga");
+  auto make_saga = [&]<class S>(std::type_identity<S>) {
+    auto host = std::make_unique<saga_host<S>>(n, store, saga_options);
+    host->start();
+    return host;
+  };
+
+  std::unique_ptr<cluster> cluster_member;
+  if (clustered) {
+    cluster_member = std::make_unique<cluster>(n, cluster_settings(cfg, n.id()));
+    // A singleton's start builds a fresh instance (they do not restart in
+    // place); its stop takes it out of the slot before stopping it, so
+    // readers (metrics, the API) never see one half stopped.
+    if (publishing)
+      cluster_member->add_singleton(
+          "publisher", [&] { publisher.put(make_publisher()); },
+          [&] {
+            if (auto p = publisher.take()) p->stop();
+          });
+    for (auto& p : projectors) {
+      p->follow();
+      cluster_member->add_singleton(
+          "projection." + p->definition().name, [p = p.get()] { p->start(); },
+          [p = p.get()] { p->follow(); });
+    }
+    if (saga_hosting) {
+      cluster_member->add_singleton(
+          "saga." + std::string(bookstore::order_fulfilment::name),
+          [&] { fulfilment.put(make_saga(std::type_identity<bookstore::order_fulfilment>{})); },
+          [&] {
+            if (auto h = fulfilment.take()) h->stop();
+          });
+      cluster_member->add_singleton(
+          "saga." + std::string(bookstore::rating_saga::name),
+          [&] { rating.put(make_saga(std::type_identity<bookstore::rating_saga>{})); },
+          [&] {
+            if (auto h = rating.take()) h->stop();
+          });
+    }
     try {
-      fulfilment->start();
-      rating->start();
+      cluster_member->start();
     } catch (const std::exception& e) {
-      log->error("cannot start the sagas: {}", e.what());
+      log->error("cannot join the cluster: {}", e.what());
       return 2;
     }
-    auto recovered = fulfilment->stats().recovered + rating->stats().recovered;
-    log->info("sagas running (order fulfilment, rating); {} open instances resumed", recovered);
+  } else {
+    try {
+      if (publishing) {
+        publisher.put(make_publisher());
+        log->info("publishing events to JetStream stream {} at {}", cfg.string("publisher.stream"),
+                  cfg.string("nats.url"));
+      }
+      for (auto& p : projectors) p->start();
+      if (!projectors.empty()) log->info("{} projectors running", projectors.size());
+      if (saga_hosting) {
+        fulfilment.put(make_saga(std::type_identity<bookstore::order_fulfilment>{}));
+        rating.put(make_saga(std::type_identity<bookstore::rating_saga>{}));
+        auto recovered = fulfilment.with([](auto* h) { return h->stats().recovered; }) +
+                         rating.with([](auto* h) { return h->stats().recovered; });
+        log->info("sagas running (order fulfilment, rating); {} open instances resumed", recovered);
+      }
+    } catch (const std::exception& e) {
+      log->error("cannot start: {}", e.what());
+      return 2;
+    }
   }
   // The HTTP API.
   std::unique_ptr<http::bookstore_api> api;
@@ -468,9 +593,25 @@ int serve(const config& cfg, const serve_options& options) {
     parts.commands = &n;
     parts.store = store;
     for (auto& p : projectors) parts.projectors.push_back(p.get());
-    if (publisher) parts.bus_ready = [p = publisher.get()] { return p->connected(); };
-    parts.runtime_metrics = [&n, &publisher, &projectors, &fulfilment, &rating] {
-      return runtime_metrics(n, publisher.get(), projectors, fulfilment.get(), rating.get());
+    if (cluster_member) {
+      // The bus is ready when this node reaches NATS; the publisher may run
+      // on another node.
+      parts.bus_ready = [c = cluster_member.get()] { return c->connected(); };
+      parts.cluster_status = [c = cluster_member.get()] { return c->status().to_json(); };
+    } else if (publishing) {
+      parts.bus_ready = [&publisher] {
+        return publisher.with([](event_publisher* p) { return p != nullptr && p->connected(); });
+      };
+    }
+    parts.runtime_metrics = [&n, &publisher, &projectors, &fulfilment, &rating,
+                             c = cluster_member.get()] {
+      return publisher.with([&](event_publisher* p) {
+        return fulfilment.with([&](auto* f) {
+          return rating.with([&](auto* r) {
+            return runtime_metrics(n, p, projectors, f, r) + (c ? cluster_metrics(*c) : "");
+          });
+        });
+      });
     };
     try {
       api = std::make_unique<http::bookstore_api>(std::move(parts), ao);
@@ -501,6 +642,8 @@ int serve(const config& cfg, const serve_options& options) {
     }
     log->info("HTTP API on http://{}:{}/api/v1 (OpenAPI at /openapi.json, auth {})", so.address,
               server->port(), ao.auth.mode);
+    if (cluster_member && cfg.string("cluster.advertise_http").empty())
+      cluster_member->advertise_http(fmt::format("http://{}:{}", so.address, server->port()));
     if (ao.auth.mode == "dev")
       log->info(
           "auth dev mode: get a token with curl -s -X POST -H 'content-type: application/json' "
@@ -516,18 +659,34 @@ int serve(const config& cfg, const serve_options& options) {
         log->warn("HTTP requests still in flight at the shutdown deadline were cut off");
     }
     if (api) api->stop();
-    // Sagas next: they send commands to the node.
-    if (fulfilment) fulfilment->stop();
-    if (rating) rating->stop();
+    // A cluster member hands its shards and singletons over (sagas stop
+    // there, before the node); a single node stops its sagas first, as they
+    // send commands to the node.
+    if (cluster_member) cluster_member->stop();
+    if (auto h = fulfilment.take()) {
+      h->stop();
+      auto s = h->stats();
+      log->info(
+          "order fulfilment: {} started, {} finished, {} inputs, {} timeouts, {} dead letters",
+          s.started, s.finished, s.inputs, s.timeouts_fired, s.dead_letters);
+    }
+    if (auto h = rating.take()) h->stop();
     n.stop();
-    if (publisher) publisher->stop();
+    if (auto p = publisher.take()) {
+      p->stop();
+      auto s = p->stats();
+      log->info("publisher: {} published ({} duplicates dropped), checkpoint {}", s.published,
+                s.duplicates, s.checkpoint);
+    }
     for (auto& p : projectors) p->stop();
   };
 
   bool demo_ok = true;
   if (options.demo_orders > 0) {
-    demo_ok = fulfilment ? run_saga_demo(n, *fulfilment, options.demo_orders, *log)
-                         : run_demo(n, options.demo_orders, *log);
+    demo_ok = saga_hosting ? fulfilment.with([&](auto* f) {
+      return run_saga_demo(n, *f, options.demo_orders, *log);
+    })
+                           : run_demo(n, options.demo_orders, *log);
     if (!projectors.empty())
       demo_ok = report_view_lag(cfg, projectors, internal_categories, *log) && demo_ok;
   }
@@ -552,21 +711,10 @@ int serve(const config& cfg, const serve_options& options) {
     }
   }
   stop_all();
-  for (auto* host : {fulfilment ? &*fulfilment : nullptr}) {
-    if (host == nullptr) continue;
-    auto s = host->stats();
-    log->info("order fulfilment: {} started, {} finished, {} inputs, {} timeouts, {} dead letters",
-              s.started, s.finished, s.inputs, s.timeouts_fired, s.dead_letters);
-  }
   for (auto& p : projectors) {
     auto s = p->status();
     log->info("projection {}: at position {}, {} events in {} batches, {} dead letters", s.name,
               s.position, s.events_applied, s.batches, s.dead_letters);
-  }
-  if (publisher) {
-    auto p = publisher->stats();
-    log->info("publisher: {} published ({} duplicates dropped), checkpoint {}", p.published,
-              p.duplicates, p.checkpoint);
   }
   log_stats(n, *log);
   return 0;

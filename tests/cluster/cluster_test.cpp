@@ -1,0 +1,497 @@
+// Several `troupe serve` processes forming one cluster over the real NATS
+// and PostgreSQL: order load through every node while one is killed -9,
+// restarted and a fourth joins; then the audit (every acknowledged order
+// exactly once, its saga terminal, no stream with a gap or duplicate, views
+// equal to a rebuild). Plus a node that finds its lease taken steps down.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "actors/bookstore.hpp"
+#include "actors/projections.hpp"
+#include "persistence/memory_event_store.hpp"
+#include "persistence/postgres/migrations.hpp"
+#include "persistence/postgres/view_store.hpp"
+#include "persistence/postgres_event_store.hpp"
+#include "runtime/cluster.hpp"
+#include "runtime/node.hpp"
+#include "runtime/projector.hpp"
+#include "runtime/shard_map.hpp"
+#include "tests/integration/http_client.hpp"
+#include "tests/integration/pg_env.hpp"
+#include "tests/integration/troupe_process.hpp"
+#include "tests/support/test_support.hpp"
+
+namespace troupe {
+namespace {
+
+namespace json = boost::json;
+using integration::http_client;
+using test_support::eventually;
+using test_support::unique;
+using steady = std::chrono::steady_clock;
+
+constexpr int shards = 32;
+constexpr int lease_ttl_ms = 3000;
+
+/// Removes a cluster's KV buckets (membership and leases) from NATS.
+void delete_cluster_buckets(const std::string& cluster_name) {
+  natsConnection* nc = nullptr;
+  if (natsConnection_ConnectTo(&nc, integration::required_env("TROUPE_NATS_URL").c_str()) !=
+      NATS_OK)
+    return;
+  jsCtx* js = nullptr;
+  if (natsConnection_JetStream(&js, nc, nullptr) == NATS_OK) {
+    js_DeleteKeyValue(js, ("troupe_" + cluster_name + "_leases").c_str());
+    js_DeleteKeyValue(js, ("troupe_" + cluster_name + "_nodes").c_str());
+  }
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+}
+
+/// One cluster's shared world: database, JetStream stream, names.
+struct cluster_world {
+  std::string run = unique("c");
+  integration::scoped_database db{"troupe_test_" + run};
+  std::string stream = "TROUPE_TEST_" + run;
+  std::string logs = std::filesystem::temp_directory_path() / ("troupe-cluster-" + run);
+
+  cluster_world() { std::filesystem::create_directories(logs); }
+  ~cluster_world() {
+    integration::delete_jetstream_stream(stream);
+    delete_cluster_buckets(run);
+  }
+
+  std::vector<std::string> sets(const std::string& node_id, std::uint16_t port) const {
+    return {"postgres.url=" + db.url, "nats.url=" + integration::required_env("TROUPE_NATS_URL"),
+            "publisher.stream=" + stream, "publisher.subject_prefix=troupetest" + run + ".events",
+            "projections.consumer_prefix=v-" + run + "-", "sagas.consumer_prefix=s-" + run + "-",
+            "http.port=" + std::to_string(port), "http.auth.mode=off", "cluster.enabled=true",
+            "cluster.name=" + run, "cluster.shards=" + std::to_string(shards),
+            "cluster.lease_ttl_ms=" + std::to_string(lease_ttl_ms), "cluster.heartbeat_ms=300",
+            // Short, so a probe learns quickly that a shard has no owner yet.
+            "cluster.forward_timeout_ms=1000", "node.id=" + node_id, "log.level=info"};
+  }
+};
+
+struct cluster_node {
+  std::string id;
+  std::uint16_t port = integration::free_port();
+  pid_t pid = -1;
+
+  bool start(const cluster_world& w) {
+    pid = integration::start_serve(w.sets(id, port), {}, w.logs + "/" + id + ".log");
+    http_client probe(port);
+    return pid > 0 &&
+           eventually([&] { return probe.get("/readyz").status == 200; }, std::chrono::seconds{60});
+  }
+  int stop(int sig) {
+    if (pid <= 0) return -1;
+    kill(pid, sig);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return status;
+  }
+  ~cluster_node() { stop(SIGKILL); }
+};
+
+json::value cluster_status(std::uint16_t port) {
+  http_client c(port);
+  auto r = c.get("/api/v1/cluster");
+  if (r.status != 200) return nullptr;
+  return json::parse(r.body);
+}
+
+/// Shards per owner and singleton holders, as `port`'s node sees them.
+struct placement {
+  std::map<std::string, int> shards_by_owner;
+  std::map<std::string, std::string> singletons;
+  std::set<std::string> members;
+  int unowned = 0;
+};
+
+placement placement_of(std::uint16_t port) {
+  placement p;
+  auto st = cluster_status(port);
+  if (!st.is_object()) return p;
+  for (const auto& m : st.at("nodes").as_array())
+    p.members.insert(std::string(m.at("id").as_string()));
+  for (const auto& s : st.at("shards").as_array()) {
+    auto owner = std::string(s.at("owner").as_string());
+    if (owner.empty() || !p.members.contains(owner))
+      ++p.unowned;
+    else
+      ++p.shards_by_owner[owner];
+  }
+  for (const auto& s : st.at("singletons").as_array())
+    p.singletons[std::string(s.at("key").as_string())] = std::string(s.at("owner").as_string());
+  return p;
+}
+
+/// Places orders through the given nodes, each with its own request id,
+/// retried (same id, next node) until acknowledged or given up.
+class order_load {
+ public:
+  explicit order_load(std::vector<std::uint16_t> ports, std::string prefix)
+      : ports_(std::move(ports)), prefix_(std::move(prefix)) {}
+
+  void start(int clients) {
+    for (int t = 0; t < clients; ++t) threads_.emplace_back([this, t] { run(t); });
+  }
+  void stop() {
+    running_ = false;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+  /// Nodes that must not be used (dead) - clients skip them.
+  void set_down(std::uint16_t port, bool down) {
+    std::lock_guard lock{mutex_};
+    if (down)
+      down_.insert(port);
+    else
+      down_.erase(port);
+  }
+  void add_port(std::uint16_t port) {
+    std::lock_guard lock{mutex_};
+    ports_.push_back(port);
+  }
+  std::set<std::string> acknowledged() const {
+    std::lock_guard lock{mutex_};
+    return acked_;
+  }
+  std::int64_t given_up() const { return given_up_.load(); }
+  std::int64_t retries() const { return retries_.load(); }
+  std::string first_error() const {
+    std::lock_guard lock{mutex_};
+    return first_error_;
+  }
+
+ private:
+  std::uint16_t pick(std::size_t i) {
+    std::lock_guard lock{mutex_};
+    for (std::size_t k = 0; k < ports_.size(); ++k) {
+      auto port = ports_[(i + k) % ports_.size()];
+      if (!down_.contains(port)) return port;
+    }
+    return ports_[0];
+  }
+
+  void run(int client) {
+    std::map<std::uint16_t, http_client> clients;
+    for (std::int64_t i = 0; running_; ++i) {
+      auto order_id = prefix_ + "-" + std::to_string(client) + "-" + std::to_string(i);
+      auto body = json::serialize(json::object{
+          {"order_id", order_id},
+          {"buyer_id", "buyer-" + std::to_string(i % 10)},
+          {"items", json::array{json::object{{"book_id", "book-" + std::to_string(i % 20)},
+                                             {"quantity", 1}}}}});
+      bool done = false;
+      for (int attempt = 0; attempt < 40 && !done; ++attempt) {
+        auto port = pick(static_cast<std::size_t>(client + i + attempt));
+        auto [it, _] = clients.try_emplace(port, port);
+        auto r = it->second.post("/api/v1/orders", body, {{"x-request-id", order_id}});
+        if (r.status == 201 || r.status == 200) {
+          std::lock_guard lock{mutex_};
+          acked_.insert(order_id);
+          done = true;
+        } else {
+          retries_.fetch_add(1);
+          if (r.status != 503 && r.status != 0 && r.status != 504) {
+            std::lock_guard lock{mutex_};
+            if (first_error_.empty())
+              first_error_ = std::to_string(r.status) + " " + r.body + " " + r.error;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds{100});
+        }
+      }
+      if (!done) given_up_.fetch_add(1);
+    }
+  }
+
+  std::vector<std::uint16_t> ports_;
+  std::string prefix_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> running_{true};
+  mutable std::mutex mutex_;
+  std::set<std::uint16_t> down_;
+  std::set<std::string> acked_;
+  std::string first_error_;
+  std::atomic<std::int64_t> given_up_{0}, retries_{0};
+};
+
+std::map<std::string, std::vector<std::string>> dump(const std::string& url,
+                                                     const projection_definition& def) {
+  postgres::view_store vs(url);
+  std::map<std::string, std::vector<std::string>> out;
+  for (const auto& t : def.tables) out[t.name] = vs.dump(t);
+  return out;
+}
+
+TEST(Cluster, OrdersSurviveAKilledNodeItsRestartAndAJoiningNode) {
+  cluster_world w;
+  cluster_node n1{"n1"}, n2{"n2"}, n3{"n3"}, n4{"n4"};
+  ASSERT_TRUE(n1.start(w)) << "see " << w.logs;
+  ASSERT_TRUE(n2.start(w)) << "see " << w.logs;
+  ASSERT_TRUE(n3.start(w)) << "see " << w.logs;
+  auto settled = [&](std::uint16_t port, std::size_t nodes) {
+    auto p = placement_of(port);
+    if (p.members.size() != nodes || p.unowned != 0 || p.shards_by_owner.size() != nodes)
+      return false;
+    for (const auto& [owner, n] : p.shards_by_owner)
+      if (n < shards / static_cast<int>(nodes) || n > shards / static_cast<int>(nodes) + 1)
+        return false;
+    for (const auto& [key, holder] : p.singletons)
+      if (holder.empty() || !p.members.contains(holder)) return false;
+    return !p.singletons.empty();
+  };
+  ASSERT_TRUE(eventually([&] { return settled(n1.port, 3); }, std::chrono::seconds{30}))
+      << "three nodes never shared the shards evenly";
+
+  // The catalog and the buyers, written through one node, served by all.
+  http_client admin(n1.port);
+  for (int b = 0; b < 20; ++b) {
+    auto id = "book-" + std::to_string(b);
+    auto r =
+        admin.post("/api/v1/books", json::serialize(json::object{{"book_id", id},
+                                                                 {"name", "Book " + id},
+                                                                 {"price", 1000 + b},
+                                                                 {"category_id", "c"},
+                                                                 {"publisher_id", "p"},
+                                                                 {"author_ids", json::array{"a"}},
+                                                                 {"initial_stock", 1'000'000}}));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  for (int u = 0; u < 10; ++u) {
+    auto r = admin.post("/api/v1/accounts",
+                        json::serialize(json::object{{"buyer_id", "buyer-" + std::to_string(u)},
+                                                     {"credit_limit", 4'000'000'000'000}}));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  order_load load({n1.port, n2.port, n3.port}, "o" + w.run);
+  load.start(6);
+  std::this_thread::sleep_for(std::chrono::seconds{4});
+
+  // Kill -9 a node under load; its shards must serve again through the
+  // survivors once its leases expire. Serving again = a new book for a
+  // stream of each of its former shards is created through a survivor.
+  std::vector<int> n2_shards;
+  {
+    auto st = cluster_status(n1.port);
+    ASSERT_TRUE(st.is_object());
+    for (const auto& s : st.at("shards").as_array())
+      if (s.at("owner") == "n2") {
+        auto key = std::string(s.at("key").as_string());
+        n2_shards.push_back(std::stoi(key.substr(key.find('.') + 1)));
+      }
+  }
+  ASSERT_FALSE(n2_shards.empty());
+  std::map<int, std::string> probe_books;
+  for (int shard : n2_shards)
+    for (int i = 0; !probe_books.contains(shard); ++i)
+      if (auto id = "probe-" + std::to_string(i); shard_of("book-" + id, shards) == shard)
+        probe_books[shard] = id;
+  load.set_down(n2.port, true);
+  auto killed_at = steady::now();
+  n2.stop(SIGKILL);
+  http_client prober(n3.port);
+  std::set<int> serving_again;
+  while (serving_again.size() < probe_books.size() &&
+         steady::now() - killed_at < std::chrono::seconds{60}) {
+    for (const auto& [shard, id] : probe_books) {
+      if (serving_again.contains(shard)) continue;
+      auto r = prober.post("/api/v1/books",
+                           json::serialize(json::object{{"book_id", id},
+                                                        {"name", "probe"},
+                                                        {"price", 1},
+                                                        {"category_id", "c"},
+                                                        {"publisher_id", "p"},
+                                                        {"author_ids", json::array{"a"}},
+                                                        {"initial_stock", 1}}),
+                           {{"x-request-id", "probe-" + w.run + id}});
+      if (r.status == 201 || r.status == 200) serving_again.insert(shard);
+    }
+  }
+  auto taken_over = std::chrono::duration<double>(steady::now() - killed_at).count();
+  ASSERT_EQ(serving_again.size(), probe_books.size())
+      << "the dead node's shards never served again";
+  std::printf(
+      "[ cluster ] kill -9 to all %zu of the dead node's shards serving again: %.2f s (lease TTL "
+      "%.1f s; goal TTL + 2 s)\n",
+      probe_books.size(), taken_over, lease_ttl_ms / 1000.0);
+  RecordProperty("takeover_seconds", std::to_string(taken_over));
+  ASSERT_TRUE(eventually([&] { return settled(n1.port, 2); }, std::chrono::seconds{30}))
+      << "two survivors never shared the shards evenly";
+  std::this_thread::sleep_for(std::chrono::seconds{3});
+
+  // The dead node comes back (same id) and takes its share again.
+  ASSERT_TRUE(n2.start(w)) << "see " << w.logs;
+  load.set_down(n2.port, false);
+  ASSERT_TRUE(eventually([&] { return settled(n1.port, 3); }, std::chrono::seconds{30}))
+      << "the restarted node never got its share back";
+  std::this_thread::sleep_for(std::chrono::seconds{3});
+
+  // A fourth node joins.
+  ASSERT_TRUE(n4.start(w)) << "see " << w.logs;
+  load.add_port(n4.port);
+  ASSERT_TRUE(eventually([&] { return settled(n1.port, 4); }, std::chrono::seconds{30}))
+      << "the fourth node never got its share";
+  std::this_thread::sleep_for(std::chrono::seconds{3});
+  load.stop();
+
+  auto acked = load.acknowledged();
+  EXPECT_GT(acked.size(), 100u) << "too little load to prove anything";
+  EXPECT_EQ(load.given_up(), 0) << "orders never acknowledged";
+  EXPECT_EQ(load.first_error(), "") << "an order failed with a non-retryable status";
+  std::printf("[ cluster ] %zu orders acknowledged, %lld retried attempts\n", acked.size(),
+              static_cast<long long>(load.retries()));
+
+  // Every saga ends (completed or cancelled), whichever node runs it.
+  postgres::view_store vs(w.db.url);
+  auto open_sagas = [&] {
+    return vs.scalar(
+        "SELECT count(*) FROM troupe_sagas WHERE saga = 'orderfulfilment' AND NOT finished");
+  };
+  EXPECT_TRUE(eventually([&] { return open_sagas() == 0; }, std::chrono::seconds{180}))
+      << open_sagas() << " sagas still open";
+
+  // Audit the log: each acknowledged order placed exactly once, and no
+  // stream with a gap or a duplicate version.
+  std::map<std::string, std::int64_t> placed;
+  {
+    pqxx::connection c(w.db.url);
+    pqxx::read_transaction tx(c);
+    for (const auto& row :
+         tx.exec("SELECT stream_id, count(*) FROM troupe_events WHERE event_type = "
+                 "'order_placed' GROUP BY stream_id"))
+      placed[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    auto gaps = tx.exec(
+        "SELECT stream_id FROM troupe_events GROUP BY stream_id HAVING count(*) <> "
+        "max(stream_version) OR min(stream_version) <> 1 OR count(DISTINCT stream_version) <> "
+        "count(*)");
+    EXPECT_EQ(gaps.size(), 0u) << "first stream with a gap or duplicate: "
+                               << (gaps.empty() ? "" : gaps[0][0].as<std::string>());
+  }
+  std::size_t missing = 0;
+  for (const auto& id : acked) {
+    auto it = placed.find("order-" + id);
+    if (it == placed.end())
+      ++missing;
+    else
+      EXPECT_EQ(it->second, 1) << id << " placed more than once";
+  }
+  EXPECT_EQ(missing, 0u) << "acknowledged orders missing from the event store";
+  std::int64_t not_terminal = vs.scalar(
+      "SELECT count(*) FROM troupe_views.order_summary WHERE status NOT IN ('completed', "
+      "'cancelled')");
+  EXPECT_EQ(not_terminal, 0) << "orders whose saga did not finish them";
+
+  // Views equal a rebuild, once every node has stopped (gracefully: exit 0).
+  for (auto* n : {&n1, &n2, &n3, &n4}) {
+    auto status = n->stop(SIGTERM);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << n->id << " exit status " << status << ", see " << w.logs;
+  }
+  postgres_store_options so;
+  so.url = w.db.url;
+  auto store = std::make_shared<postgres_event_store>(so);
+  for (const auto& def : bookstore::bookstore_projections()) {
+    auto live = dump(w.db.url, def);
+    rebuild_options o;
+    o.postgres_url = w.db.url;
+    ASSERT_TRUE(rebuild_projection(def, *store, o).swapped);
+    EXPECT_EQ(dump(w.db.url, def), live) << def.name << " differs from a rebuild";
+  }
+  if (!HasFailure()) std::filesystem::remove_all(w.logs);
+}
+
+// The stale-owner case, directly: a node whose shard lease is taken by
+// another stops serving that shard at its next heartbeat and sends the
+// shard's commands to the new owner; its other shards are untouched.
+TEST(Cluster, ANodeWhoseLeaseWasTakenStepsDown) {
+  auto cfg = config::defaults();
+  auto store = std::make_shared<memory_event_store>();
+  node n(cfg, store);
+  n.register_aggregates<bookstore::bookstore_aggregates>();
+  n.enable_sharding(4);
+  n.start();
+  cluster_options o;
+  o.nats_url = integration::required_env("TROUPE_NATS_URL");
+  o.name = unique("stale");
+  o.node_id = "solo";
+  o.shards = 4;
+  o.lease_ttl = std::chrono::milliseconds{1500};
+  o.heartbeat = std::chrono::milliseconds{200};
+  o.forward_timeout = std::chrono::milliseconds{1000};
+  cluster c(n, o);
+  c.start();
+  auto owned_by = [&](const std::string& who) {
+    int k = 0;
+    for (const auto& s : c.status().shards) k += s.owner == who;
+    return k;
+  };
+  ASSERT_TRUE(eventually([&] { return owned_by("solo") == 4; }, std::chrono::seconds{10}));
+  // The nth book id whose stream falls in `shard`.
+  auto stream_in = [](int shard, int nth = 0) {
+    for (int i = 0;; ++i) {
+      auto id = "b" + std::to_string(i);
+      if (shard_of("book-" + id, 4) == shard && nth-- == 0) return id;
+    }
+  };
+  auto create = [&](const std::string& id) {
+    return n.execute<bookstore::book>(
+        id, bookstore::create_book{id, "t", "", 100, std::nullopt, "c", "p", {"a"}, 1});
+  };
+  ASSERT_EQ(create(stream_in(0)).status, command_status::accepted);
+
+  // Another node (here: the test) takes shard.0's lease.
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, o.nats_url.c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, js, ("troupe_" + o.name + "_leases").c_str()), NATS_OK);
+  ASSERT_EQ(kvStore_PutString(nullptr, kv, "shard.0", "intruder"), NATS_OK);
+
+  EXPECT_TRUE(
+      eventually([&] { return c.status().forwarding.leases_lost == 1; }, std::chrono::seconds{10}));
+  EXPECT_EQ(owned_by("solo"), 3);
+  // Shard 0's commands now go to "intruder", which does not answer (not a
+  // live member): they wait for an owner, then are answered unavailable.
+  auto moved = create(stream_in(0, 1));
+  EXPECT_EQ(moved.status, command_status::unavailable);
+  EXPECT_EQ(moved.reason.code, "shard_unavailable") << moved.reason.message;
+  auto direct = [&] {
+    std::promise<command_result> p;
+    auto f = p.get_future();
+    n.submit_here(
+        node::make_envelope<bookstore::book>(stream_in(0), bookstore::add_stock{stream_in(0), 1}),
+        [&p](command_result r) { p.set_value(std::move(r)); });
+    return f.get();
+  }();
+  EXPECT_EQ(direct.reason.code, "shard_moved") << "the node still served the shard it lost";
+  EXPECT_EQ(create(stream_in(1)).status, command_status::accepted);
+
+  kvStore_Destroy(kv);
+  c.stop();
+  delete_cluster_buckets(o.name);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  n.stop();
+}
+
+}  // namespace
+}  // namespace troupe
