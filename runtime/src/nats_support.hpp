@@ -6,6 +6,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace troupe::detail {
 
@@ -15,14 +16,26 @@ inline std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCo
   return out;
 }
 
-/// Connects to `url`, retrying reconnections without end (work in flight
-/// during an outage fails and is retried by its owner); throws
-/// std::runtime_error when the first connection fails.
+/// Connects to `url` - one server, or several separated by commas (the
+/// servers of a NATS cluster: any reachable one will do, and the client
+/// moves to another when it fails) - retrying reconnections without end
+/// (work in flight during an outage fails and is retried by its owner);
+/// throws std::runtime_error when the first connection fails.
 inline natsConnection* connect_nats(const std::string& url) {
+  std::vector<std::string> servers;
+  for (std::size_t at = 0; at <= url.size();) {
+    auto comma = url.find(',', at);
+    if (comma == std::string::npos) comma = url.size();
+    if (comma > at) servers.push_back(url.substr(at, comma - at));
+    at = comma + 1;
+  }
+  std::vector<const char*> server_ptrs;
+  for (const auto& s : servers) server_ptrs.push_back(s.c_str());
   natsOptions* opts = nullptr;
   natsConnection* connection = nullptr;
   natsStatus s = natsOptions_Create(&opts);
-  if (s == NATS_OK) s = natsOptions_SetURL(opts, url.c_str());
+  if (s == NATS_OK)
+    s = natsOptions_SetServers(opts, server_ptrs.data(), static_cast<int>(server_ptrs.size()));
   if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
   if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
   if (s == NATS_OK) s = natsConnection_Connect(&connection, opts);

@@ -8,6 +8,9 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <fcntl.h>
+
+#include <array>
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
@@ -67,9 +70,14 @@ struct cluster_world {
   integration::scoped_database db{"troupe_test_" + run};
   std::string stream = "TROUPE_TEST_" + run;
   std::string logs = std::filesystem::temp_directory_path() / ("troupe-cluster-" + run);
+  /// The shared NATS (scripts/services), unless a test runs its own cluster.
+  std::string nats_url = integration::required_env("TROUPE_NATS_URL");
+  std::vector<std::string> extra_sets;
+  bool shared_nats = true;
 
   cluster_world() { std::filesystem::create_directories(logs); }
   ~cluster_world() {
+    if (!shared_nats) return;  // a private NATS cluster goes away whole
     integration::delete_jetstream_stream(stream);
     delete_cluster_buckets(run);
   }
@@ -240,6 +248,182 @@ std::map<std::string, std::vector<std::string>> dump(const std::string& url,
   return out;
 }
 
+/// Three nats-servers forming a JetStream cluster on loopback, from
+/// config/nats-cluster/server.conf.template (as scripts/cluster runs them).
+struct nats_cluster {
+  struct server {
+    std::uint16_t port = integration::free_port();
+    std::uint16_t http_port = integration::free_port();
+    std::uint16_t route_port = integration::free_port();
+    pid_t pid = -1;
+  };
+  std::string dir;
+  std::array<server, 3> servers;
+
+  explicit nats_cluster(std::string folder) : dir(std::move(folder)) {
+    std::ifstream in(std::string(TROUPE_SOURCE_DIR) + "/config/nats-cluster/server.conf.template");
+    std::string tmpl((std::istreambuf_iterator<char>(in)), {});
+    for (std::size_t i = 0; i < 3; ++i) {
+      std::string routes;
+      for (std::size_t j = 0; j < 3; ++j)
+        if (j != i)
+          routes += (routes.empty() ? "" : ",") + std::string("nats-route://127.0.0.1:") +
+                    std::to_string(servers[j].route_port);
+      auto conf = tmpl;
+      auto fill = [&](const std::string& field, const std::string& value) {
+        for (auto at = conf.find(field); at != std::string::npos; at = conf.find(field))
+          conf.replace(at, field.size(), value);
+      };
+      fill("@NAME@", "n" + std::to_string(i + 1));
+      fill("@PORT@", std::to_string(servers[i].port));
+      fill("@HTTP_PORT@", std::to_string(servers[i].http_port));
+      fill("@STORE@", dir + "/store-" + std::to_string(i + 1));
+      fill("@CLUSTER_PORT@", std::to_string(servers[i].route_port));
+      fill("@ROUTES@", routes);
+      std::ofstream(config_file(i)) << conf;
+    }
+  }
+  std::string config_file(std::size_t i) const {
+    return dir + "/nats-" + std::to_string(i + 1) + ".conf";
+  }
+  void start(std::size_t i) {
+    servers[i].pid = fork();
+    if (servers[i].pid == 0) {
+      auto log = dir + "/nats-" + std::to_string(i + 1) + ".log";
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      execlp("nats-server", "nats-server", "-c", config_file(i).c_str(), nullptr);
+      _exit(127);
+    }
+  }
+  void kill_server(std::size_t i) {
+    if (servers[i].pid <= 0) return;
+    kill(servers[i].pid, SIGKILL);
+    waitpid(servers[i].pid, nullptr, 0);
+    servers[i].pid = -1;
+  }
+  /// The JetStream meta leader's index, once the cluster has one; -1 before.
+  int meta_leader() {
+    for (const auto& s : servers) {
+      if (s.pid <= 0) continue;
+      http_client c(s.http_port);
+      auto r = c.get("/jsz");
+      if (r.status != 200) continue;
+      auto jsz = json::parse(r.body);
+      const auto* meta = jsz.as_object().if_contains("meta_cluster");
+      if (meta == nullptr || !meta->as_object().contains("leader")) continue;
+      auto leader = std::string(meta->at("leader").as_string());
+      if (leader.size() == 2 && leader[0] == 'n') return leader[1] - '1';
+    }
+    return -1;
+  }
+  std::string url() const {
+    std::string u;
+    for (const auto& s : servers)
+      u += (u.empty() ? "" : ",") + std::string("nats://127.0.0.1:") + std::to_string(s.port);
+    return u;
+  }
+  ~nats_cluster() {
+    for (std::size_t i = 0; i < 3; ++i) kill_server(i);
+  }
+};
+
+/// The catalog and the buyers orders need, written through one node.
+void seed_catalog(std::uint16_t port) {
+  http_client admin(port);
+  for (int b = 0; b < 20; ++b) {
+    auto id = "book-" + std::to_string(b);
+    auto r =
+        admin.post("/api/v1/books", json::serialize(json::object{{"book_id", id},
+                                                                 {"name", "Book " + id},
+                                                                 {"price", 1000 + b},
+                                                                 {"category_id", "c"},
+                                                                 {"publisher_id", "p"},
+                                                                 {"author_ids", json::array{"a"}},
+                                                                 {"initial_stock", 1'000'000}}));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+  for (int u = 0; u < 10; ++u) {
+    auto r = admin.post("/api/v1/accounts",
+                        json::serialize(json::object{{"buyer_id", "buyer-" + std::to_string(u)},
+                                                     {"credit_limit", 4'000'000'000'000}}));
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+}
+
+/// After the load: every acknowledged order placed exactly once with its
+/// saga finished, no stream with a gap or duplicate version, every node
+/// stopping gracefully, and each view equal to a rebuild.
+void audit(const cluster_world& w, const order_load& load, std::vector<cluster_node*> nodes) {
+  auto acked = load.acknowledged();
+  EXPECT_GT(acked.size(), 100u) << "too little load to prove anything";
+  EXPECT_EQ(load.given_up(), 0) << "orders never acknowledged";
+  EXPECT_EQ(load.first_error(), "") << "an order failed with a non-retryable status";
+  std::printf("[ cluster ] %zu orders acknowledged, %lld retried attempts\n", acked.size(),
+              static_cast<long long>(load.retries()));
+
+  // Every saga ends (completed or cancelled), whichever node runs it.
+  postgres::view_store vs(w.db.url);
+  auto open_sagas = [&] {
+    return vs.scalar(
+        "SELECT count(*) FROM troupe_sagas WHERE saga = 'orderfulfilment' AND NOT finished");
+  };
+  EXPECT_TRUE(eventually([&] { return open_sagas() == 0; }, std::chrono::seconds{180}))
+      << open_sagas() << " sagas still open";
+
+  // Audit the log: each acknowledged order placed exactly once, and no
+  // stream with a gap or a duplicate version.
+  std::map<std::string, std::int64_t> placed;
+  {
+    pqxx::connection c(w.db.url);
+    pqxx::read_transaction tx(c);
+    for (const auto& row :
+         tx.exec("SELECT stream_id, count(*) FROM troupe_events WHERE event_type = "
+                 "'order_placed' GROUP BY stream_id"))
+      placed[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+    auto gaps = tx.exec(
+        "SELECT stream_id FROM troupe_events GROUP BY stream_id HAVING count(*) <> "
+        "max(stream_version) OR min(stream_version) <> 1 OR count(DISTINCT stream_version) <> "
+        "count(*)");
+    EXPECT_EQ(gaps.size(), 0u) << "first stream with a gap or duplicate: "
+                               << (gaps.empty() ? "" : gaps[0][0].as<std::string>());
+  }
+  std::size_t missing = 0;
+  for (const auto& id : acked) {
+    auto it = placed.find("order-" + id);
+    if (it == placed.end())
+      ++missing;
+    else
+      EXPECT_EQ(it->second, 1) << id << " placed more than once";
+  }
+  EXPECT_EQ(missing, 0u) << "acknowledged orders missing from the event store";
+  auto not_terminal = [&] {
+    return vs.scalar(
+        "SELECT count(*) FROM troupe_views.order_summary WHERE status NOT IN ('completed', "
+        "'cancelled')");
+  };
+  EXPECT_TRUE(eventually([&] { return not_terminal() == 0; }, std::chrono::seconds{60}))
+      << not_terminal() << " orders whose saga did not finish them in the view";
+
+  // Views equal a rebuild, once every node has stopped (gracefully: exit 0).
+  for (auto* n : nodes) {
+    auto status = n->stop(SIGTERM);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << n->id << " exit status " << status << ", see " << w.logs;
+  }
+  postgres_store_options so;
+  so.url = w.db.url;
+  auto store = std::make_shared<postgres_event_store>(so);
+  for (const auto& def : bookstore::bookstore_projections()) {
+    auto live = dump(w.db.url, def);
+    rebuild_options o;
+    o.postgres_url = w.db.url;
+    EXPECT_TRUE(rebuild_projection(def, *store, o).swapped);
+    EXPECT_EQ(dump(w.db.url, def), live) << def.name << " differs from a rebuild";
+  }
+}
+
 TEST(Cluster, OrdersSurviveAKilledNodeItsRestartAndAJoiningNode) {
   cluster_world w;
   cluster_node n1{"n1"}, n2{"n2"}, n3{"n3"}, n4{"n4"};
@@ -260,26 +444,7 @@ TEST(Cluster, OrdersSurviveAKilledNodeItsRestartAndAJoiningNode) {
   ASSERT_TRUE(eventually([&] { return settled(n1.port, 3); }, std::chrono::seconds{30}))
       << "three nodes never shared the shards evenly";
 
-  // The catalog and the buyers, written through one node, served by all.
-  http_client admin(n1.port);
-  for (int b = 0; b < 20; ++b) {
-    auto id = "book-" + std::to_string(b);
-    auto r =
-        admin.post("/api/v1/books", json::serialize(json::object{{"book_id", id},
-                                                                 {"name", "Book " + id},
-                                                                 {"price", 1000 + b},
-                                                                 {"category_id", "c"},
-                                                                 {"publisher_id", "p"},
-                                                                 {"author_ids", json::array{"a"}},
-                                                                 {"initial_stock", 1'000'000}}));
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
-  for (int u = 0; u < 10; ++u) {
-    auto r = admin.post("/api/v1/accounts",
-                        json::serialize(json::object{{"buyer_id", "buyer-" + std::to_string(u)},
-                                                     {"credit_limit", 4'000'000'000'000}}));
-    ASSERT_EQ(r.status, 201) << r.body;
-  }
+  ASSERT_NO_FATAL_FAILURE(seed_catalog(n1.port));
 
   order_load load({n1.port, n2.port, n3.port}, "o" + w.run);
   load.start(6);
@@ -352,69 +517,49 @@ TEST(Cluster, OrdersSurviveAKilledNodeItsRestartAndAJoiningNode) {
   std::this_thread::sleep_for(std::chrono::seconds{3});
   load.stop();
 
-  auto acked = load.acknowledged();
-  EXPECT_GT(acked.size(), 100u) << "too little load to prove anything";
-  EXPECT_EQ(load.given_up(), 0) << "orders never acknowledged";
-  EXPECT_EQ(load.first_error(), "") << "an order failed with a non-retryable status";
-  std::printf("[ cluster ] %zu orders acknowledged, %lld retried attempts\n", acked.size(),
-              static_cast<long long>(load.retries()));
+  audit(w, load, {&n1, &n2, &n3, &n4});
+  if (!HasFailure()) std::filesystem::remove_all(w.logs);
+}
 
-  // Every saga ends (completed or cancelled), whichever node runs it.
-  postgres::view_store vs(w.db.url);
-  auto open_sagas = [&] {
-    return vs.scalar(
-        "SELECT count(*) FROM troupe_sagas WHERE saga = 'orderfulfilment' AND NOT finished");
-  };
-  EXPECT_TRUE(eventually([&] { return open_sagas() == 0; }, std::chrono::seconds{180}))
-      << open_sagas() << " sagas still open";
+// With a three-server JetStream cluster (stream and KV buckets replicated 3
+// times), the JetStream meta leader is killed -9 under order load: nodes move
+// to the other servers, consumers (projections, sagas) resume, nothing
+// acknowledged is lost.
+TEST(Cluster, ANatsServerKilledUnderLoadLosesNothing) {
+  cluster_world w;
+  w.shared_nats = false;
+  nats_cluster nats(w.logs);
+  for (std::size_t i = 0; i < 3; ++i) nats.start(i);
+  ASSERT_TRUE(eventually([&] { return nats.meta_leader() >= 0; }, std::chrono::seconds{60}))
+      << "the NATS cluster elected no JetStream leader; see " << w.logs;
+  w.nats_url = nats.url();
+  w.extra_sets = {"publisher.replicas=3", "cluster.replicas=3"};
+  cluster_node n1{"n1"}, n2{"n2"};
+  ASSERT_TRUE(n1.start(w)) << "see " << w.logs;
+  ASSERT_TRUE(n2.start(w)) << "see " << w.logs;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto p = placement_of(n1.port);
+        return p.members.size() == 2 && p.unowned == 0;
+      },
+      std::chrono::seconds{30}));
+  ASSERT_NO_FATAL_FAILURE(seed_catalog(n1.port));
 
-  // Audit the log: each acknowledged order placed exactly once, and no
-  // stream with a gap or a duplicate version.
-  std::map<std::string, std::int64_t> placed;
-  {
-    pqxx::connection c(w.db.url);
-    pqxx::read_transaction tx(c);
-    for (const auto& row :
-         tx.exec("SELECT stream_id, count(*) FROM troupe_events WHERE event_type = "
-                 "'order_placed' GROUP BY stream_id"))
-      placed[row[0].as<std::string>()] = row[1].as<std::int64_t>();
-    auto gaps = tx.exec(
-        "SELECT stream_id FROM troupe_events GROUP BY stream_id HAVING count(*) <> "
-        "max(stream_version) OR min(stream_version) <> 1 OR count(DISTINCT stream_version) <> "
-        "count(*)");
-    EXPECT_EQ(gaps.size(), 0u) << "first stream with a gap or duplicate: "
-                               << (gaps.empty() ? "" : gaps[0][0].as<std::string>());
-  }
-  std::size_t missing = 0;
-  for (const auto& id : acked) {
-    auto it = placed.find("order-" + id);
-    if (it == placed.end())
-      ++missing;
-    else
-      EXPECT_EQ(it->second, 1) << id << " placed more than once";
-  }
-  EXPECT_EQ(missing, 0u) << "acknowledged orders missing from the event store";
-  std::int64_t not_terminal = vs.scalar(
-      "SELECT count(*) FROM troupe_views.order_summary WHERE status NOT IN ('completed', "
-      "'cancelled')");
-  EXPECT_EQ(not_terminal, 0) << "orders whose saga did not finish them";
-
-  // Views equal a rebuild, once every node has stopped (gracefully: exit 0).
-  for (auto* n : {&n1, &n2, &n3, &n4}) {
-    auto status = n->stop(SIGTERM);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << n->id << " exit status " << status << ", see " << w.logs;
-  }
-  postgres_store_options so;
-  so.url = w.db.url;
-  auto store = std::make_shared<postgres_event_store>(so);
-  for (const auto& def : bookstore::bookstore_projections()) {
-    auto live = dump(w.db.url, def);
-    rebuild_options o;
-    o.postgres_url = w.db.url;
-    ASSERT_TRUE(rebuild_projection(def, *store, o).swapped);
-    EXPECT_EQ(dump(w.db.url, def), live) << def.name << " differs from a rebuild";
-  }
+  order_load load({n1.port, n2.port}, "o" + w.run);
+  load.start(4);
+  std::this_thread::sleep_for(std::chrono::seconds{4});
+  auto before = load.acknowledged().size();
+  int leader = nats.meta_leader();
+  ASSERT_GE(leader, 0);
+  nats.kill_server(static_cast<std::size_t>(leader));
+  std::this_thread::sleep_for(std::chrono::seconds{8});
+  auto after = load.acknowledged().size();
+  EXPECT_GT(after, before + 50) << "orders stopped being acknowledged without server "
+                                << leader + 1;
+  load.stop();
+  std::printf("[ cluster ] NATS server %d (the meta leader) killed: %zu orders before, %zu after\n",
+              leader + 1, before, after);
+  audit(w, load, {&n1, &n2});
   if (!HasFailure()) std::filesystem::remove_all(w.logs);
 }
 

@@ -577,6 +577,12 @@ int serve(const config& cfg, const serve_options& options) {
     ao.auth.issuer = cfg.string("http.auth.issuer");
     ao.auth.audience = cfg.string("http.auth.audience");
     ao.auth.admin_role = cfg.string("http.auth.admin_role");
+    if (clustered && ao.auth.mode == "dev" && ao.auth.secret.empty()) {
+      log->error(
+          "http.auth.mode=dev in a cluster needs http.auth.secret set to the same value on every "
+          "node (a token issued by one node must be accepted by the others)");
+      return 2;
+    }
     if (ao.auth.mode == "dev" && ao.auth.secret.empty()) {
       // Tokens of this run only: a restart makes them invalid.
       ao.auth.secret = new_uuid() + new_uuid();
