@@ -258,6 +258,13 @@ const std::vector<setting>& schema() {
        10'000'000,
        {},
        "commands waiting for a peer's answer or a retry before new ones are shed"},
+      {"cluster.saga_partitions",
+       value_kind::integer,
+       1,
+       64,
+       {},
+       "each saga's instances are split into this many partitions, spread over the nodes (each "
+       "reads the saga's events; changing it replays history through new consumers)"},
       {"cluster.replicas", value_kind::integer, 1, 5, {}, "JetStream replicas of the KV buckets"},
       {"cluster.advertise_http",
        value_kind::string,

@@ -34,6 +34,7 @@
 #include <mutex>
 #include <queue>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -44,6 +45,7 @@
 #include "persistence/postgres/saga_registry.hpp"
 #include "runtime/node.hpp"
 #include "runtime/saga.hpp"
+#include "runtime/shard_map.hpp"
 #include "runtime/subscription.hpp"
 #include "runtime/uuid.hpp"
 
@@ -55,6 +57,12 @@ struct saga_host_options {
   std::string consumer_prefix = "troupe-saga-";
   saga_settings settings;
   std::int64_t registry_flush_ms = 20;
+  /// In a cluster a saga's instances are split into `partitions` by the
+  /// stable hash of their stream (runtime/shard_map.hpp), each partition a
+  /// lease-held singleton with a consumer of its own; this host runs
+  /// `partition` and ignores the others' events. 1 = all instances here.
+  int partition = 0;
+  int partitions = 1;
   std::shared_ptr<spdlog::logger> log;
   /// Called on the host's thread when an instance ends (benchmarks, audits).
   std::function<void(const std::string& correlation, std::string_view status)> on_finished;
@@ -92,12 +100,19 @@ class saga_host {
     mailbox_ = std::make_shared<mailbox>();
     abandoning_ = false;
     thread_ = std::thread([this] { loop(); });
+    if (options_.partitions < 1 || options_.partition < 0 ||
+        options_.partition >= options_.partitions)
+      throw std::invalid_argument("saga partition must be in 0..partitions-1");
     for (const auto& correlation : registry_open_instances()) {
+      if (!mine(correlation)) continue;
       post(recover{correlation});
       recovered_.fetch_add(1);
     }
     auto sub = options_.subscription;
     sub.durable = options_.consumer_prefix + std::string(S::name);
+    if (options_.partitions > 1)
+      sub.durable +=
+          "-p" + std::to_string(options_.partition) + "of" + std::to_string(options_.partitions);
     sub.cumulative_acks = false;
     sub.log = log_;
     subscription_ = std::make_unique<subscription>(
@@ -167,6 +182,12 @@ class saga_host {
 
   static std::string stream_of(std::string_view correlation) {
     return std::string(S::name) + "-" + std::string(correlation);
+  }
+
+  /// Whether the instance of `correlation` belongs to this host's partition.
+  bool mine(std::string_view correlation) const {
+    return options_.partitions <= 1 ||
+           shard_of(stream_of(correlation), options_.partitions) == options_.partition;
   }
 
  private:
@@ -293,6 +314,7 @@ class saga_host {
             verdict::park(std::string("cannot correlate: ") + e.what());
         continue;  // only this message is parked; its neighbours go on
       }
+      if (!mine(correlation)) continue;  // another partition's instance: acknowledged
       relevant.push_back(
           {std::move(correlation), event_input{d.event, std::move(*decoded), token}});
     }

@@ -168,6 +168,39 @@ TEST_F(SagaTest, AThousandOrdersForScarceStockNeverOversell) {
   host.stop();
 }
 
+// A saga split into partitions (as a cluster runs it): each host reads the
+// saga's events through its own consumer and runs only its partition's
+// instances, so every saga runs exactly once and both partitions do work.
+TEST_F(SagaTest, PartitionedHostsRunEachInstanceExactlyOnce) {
+  create_book("b1", 100000);
+  for (int b = 0; b < 10; ++b) open_account("u" + std::to_string(b), 1'000'000'000);
+  std::vector<std::unique_ptr<saga_host<order_fulfilment>>> hosts;
+  for (int p = 0; p < 2; ++p) {
+    auto o = host_options();
+    o.partition = p;
+    o.partitions = 2;
+    hosts.push_back(std::make_unique<saga_host<order_fulfilment>>(*n, store, o));
+    hosts.back()->start();
+  }
+  constexpr int orders = 200;
+  for (int i = 0; i < orders; ++i) {
+    auto id = "p" + std::to_string(i);
+    n->submit(node::make_envelope<order>(
+                  id, place_order{id, "u" + std::to_string(i % 10), {{"b1", 1, 500}}, i}),
+              [](command_result) {});
+  }
+  auto finished = [&] { return hosts[0]->stats().finished + hosts[1]->stats().finished; };
+  ASSERT_TRUE(eventually([&] { return finished() == orders; }, std::chrono::seconds{120}))
+      << finished() << " of " << orders << " sagas finished";
+  EXPECT_GT(hosts[0]->stats().started, 0);
+  EXPECT_GT(hosts[1]->stats().started, 0);
+  EXPECT_EQ(hosts[0]->stats().started + hosts[1]->stats().started, orders);
+  for (int i = 0; i < orders; ++i)
+    EXPECT_EQ(last_type("order-p" + std::to_string(i)), "order_completed") << i;
+  EXPECT_EQ(count_types("book-b1")["stock_reserved"], orders);
+  for (auto& h : hosts) h->stop();
+}
+
 TEST_F(SagaTest, AStoppedHostResumesItsSagasExactlyOnce) {
   create_book("b1", 1000);
   for (int b = 0; b < 10; ++b) open_account("u" + std::to_string(b), 1'000'000'000);

@@ -225,8 +225,8 @@ bool report_view_lag(const config& cfg, const std::vector<std::unique_ptr<projec
 /// The runtime's counters in Prometheus text format, for /metrics.
 std::string runtime_metrics(const node& n, const event_publisher* publisher,
                             const std::vector<std::unique_ptr<projector>>& projectors,
-                            const saga_host<bookstore::order_fulfilment>* fulfilment,
-                            const saga_host<bookstore::rating_saga>* rating) {
+                            const std::optional<saga_host_stats>& fulfilment,
+                            const std::optional<saga_host_stats>& rating) {
   std::string out;
   auto metric = [&out](std::string_view name, std::string_view type, std::string_view help) {
     out += "# HELP ";
@@ -301,14 +301,14 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     sample("troupe_saga_dead_letters_total", l, st.dead_letters);
     sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
   };
-  if (fulfilment != nullptr || rating != nullptr) {
+  if (fulfilment || rating) {
     metric("troupe_saga_started_total", "counter", "saga instances started");
     metric("troupe_saga_finished_total", "counter", "saga instances finished");
     metric("troupe_saga_live_instances", "gauge", "saga instances in memory");
     metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
     metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
-    if (fulfilment != nullptr) saga(bookstore::order_fulfilment::name, fulfilment->stats());
-    if (rating != nullptr) saga(bookstore::rating_saga::name, rating->stats());
+    if (fulfilment) saga(bookstore::order_fulfilment::name, *fulfilment);
+    if (rating) saga(bookstore::rating_saga::name, *rating);
   }
   return out;
 }
@@ -346,6 +346,46 @@ class component_slot {
  private:
   mutable std::mutex mutex_;
   std::unique_ptr<T> value_;
+};
+
+/// A saga's hosts, one slot per partition (one partition on a single node).
+template <class S>
+class saga_partitions_of {
+ public:
+  explicit saga_partitions_of(int partitions) {
+    for (int p = 0; p < partitions; ++p)
+      slots_.push_back(std::make_unique<component_slot<saga_host<S>>>());
+  }
+  component_slot<saga_host<S>>& operator[](int p) { return *slots_[static_cast<std::size_t>(p)]; }
+  /// The stats of the partitions running here, summed; nullopt when none.
+  std::optional<saga_host_stats> stats() const {
+    std::optional<saga_host_stats> sum;
+    for (const auto& slot : slots_) {
+      auto s = slot->with([](saga_host<S>* h) {
+        return h ? std::optional<saga_host_stats>(h->stats()) : std::nullopt;
+      });
+      if (!s) continue;
+      if (!sum) sum.emplace();
+      sum->live_instances += s->live_instances;
+      sum->started += s->started;
+      sum->finished += s->finished;
+      sum->inputs += s->inputs;
+      sum->timeouts_fired += s->timeouts_fired;
+      sum->dead_letters += s->dead_letters;
+      sum->commands_sent += s->commands_sent;
+      sum->recovered += s->recovered;
+      sum->completion_p50_ms = std::max(sum->completion_p50_ms, s->completion_p50_ms);
+      sum->completion_p99_ms = std::max(sum->completion_p99_ms, s->completion_p99_ms);
+    }
+    return sum;
+  }
+  void stop_all() {
+    for (auto& slot : slots_)
+      if (auto h = slot->take()) h->stop();
+  }
+
+ private:
+  std::vector<std::unique_ptr<component_slot<saga_host<S>>>> slots_;
 };
 
 cluster_options cluster_settings(const config& cfg, const std::string& node_id) {
@@ -479,8 +519,12 @@ int serve(const config& cfg, const serve_options& options) {
           std::make_unique<projector>(std::move(def), store, projector_settings(cfg)));
   }
 
-  component_slot<saga_host<bookstore::order_fulfilment>> fulfilment;
-  component_slot<saga_host<bookstore::rating_saga>> rating;
+  // One host per saga type on a single node; in a cluster one per partition
+  // of each saga's instances, each partition a singleton.
+  const int saga_partitions =
+      clustered ? static_cast<int>(cfg.integer("cluster.saga_partitions")) : 1;
+  saga_partitions_of<bookstore::order_fulfilment> fulfilment(saga_partitions);
+  saga_partitions_of<bookstore::rating_saga> rating(saga_partitions);
   const bool saga_hosting = publishing && cfg.boolean("sagas.enabled");
   saga_host_options saga_options;
   saga_options.postgres_url = cfg.string("postgres.url");
@@ -494,8 +538,11 @@ int serve(const config& cfg, const serve_options& options) {
   saga_options.settings.max_attempts = static_cast<int>(cfg.integer("sagas.max_attempts"));
   saga_options.settings.retry_backoff_ms = cfg.integer("sagas.retry_backoff_ms");
   saga_options.log = logger("saga");
-  auto make_saga = [&]<class S>(std::type_identity<S>) {
-    auto host = std::make_unique<saga_host<S>>(n, store, saga_options);
+  auto make_saga = [&]<class S>(std::type_identity<S>, int partition) {
+    auto o = saga_options;
+    o.partition = partition;
+    o.partitions = saga_partitions;
+    auto host = std::make_unique<saga_host<S>>(n, store, o);
     host->start();
     return host;
   };
@@ -519,18 +566,17 @@ int serve(const config& cfg, const serve_options& options) {
           [p = p.get()] { p->follow(); });
     }
     if (saga_hosting) {
-      cluster_member->add_singleton(
-          "saga." + std::string(bookstore::order_fulfilment::name),
-          [&] { fulfilment.put(make_saga(std::type_identity<bookstore::order_fulfilment>{})); },
-          [&] {
-            if (auto h = fulfilment.take()) h->stop();
-          });
-      cluster_member->add_singleton(
-          "saga." + std::string(bookstore::rating_saga::name),
-          [&] { rating.put(make_saga(std::type_identity<bookstore::rating_saga>{})); },
-          [&] {
-            if (auto h = rating.take()) h->stop();
-          });
+      auto add_partitions = [&]<class S>(saga_partitions_of<S>& parts) {
+        for (int p = 0; p < saga_partitions; ++p)
+          cluster_member->add_singleton(
+              "saga." + std::string(S::name) + "." + std::to_string(p),
+              [&make_saga, &parts, p] { parts[p].put(make_saga(std::type_identity<S>{}, p)); },
+              [&parts, p] {
+                if (auto h = parts[p].take()) h->stop();
+              });
+      };
+      add_partitions(fulfilment);
+      add_partitions(rating);
     }
     try {
       cluster_member->start();
@@ -548,10 +594,9 @@ int serve(const config& cfg, const serve_options& options) {
       for (auto& p : projectors) p->start();
       if (!projectors.empty()) log->info("{} projectors running", projectors.size());
       if (saga_hosting) {
-        fulfilment.put(make_saga(std::type_identity<bookstore::order_fulfilment>{}));
-        rating.put(make_saga(std::type_identity<bookstore::rating_saga>{}));
-        auto recovered = fulfilment.with([](auto* h) { return h->stats().recovered; }) +
-                         rating.with([](auto* h) { return h->stats().recovered; });
+        fulfilment[0].put(make_saga(std::type_identity<bookstore::order_fulfilment>{}, 0));
+        rating[0].put(make_saga(std::type_identity<bookstore::rating_saga>{}, 0));
+        auto recovered = fulfilment.stats()->recovered + rating.stats()->recovered;
         log->info("sagas running (order fulfilment, rating); {} open instances resumed", recovered);
       }
     } catch (const std::exception& e) {
@@ -611,12 +656,10 @@ int serve(const config& cfg, const serve_options& options) {
     }
     parts.runtime_metrics = [&n, &publisher, &projectors, &fulfilment, &rating,
                              c = cluster_member.get()] {
+      auto f = fulfilment.stats();
+      auto r = rating.stats();
       return publisher.with([&](event_publisher* p) {
-        return fulfilment.with([&](auto* f) {
-          return rating.with([&](auto* r) {
-            return runtime_metrics(n, p, projectors, f, r) + (c ? cluster_metrics(*c) : "");
-          });
-        });
+        return runtime_metrics(n, p, projectors, f, r) + (c ? cluster_metrics(*c) : "");
       });
     };
     try {
@@ -669,14 +712,13 @@ int serve(const config& cfg, const serve_options& options) {
     // there, before the node); a single node stops its sagas first, as they
     // send commands to the node.
     if (cluster_member) cluster_member->stop();
-    if (auto h = fulfilment.take()) {
-      h->stop();
-      auto s = h->stats();
+    auto last = fulfilment.stats();
+    fulfilment.stop_all();
+    rating.stop_all();
+    if (last)
       log->info(
           "order fulfilment: {} started, {} finished, {} inputs, {} timeouts, {} dead letters",
-          s.started, s.finished, s.inputs, s.timeouts_fired, s.dead_letters);
-    }
-    if (auto h = rating.take()) h->stop();
+          last->started, last->finished, last->inputs, last->timeouts_fired, last->dead_letters);
     n.stop();
     if (auto p = publisher.take()) {
       p->stop();
@@ -689,7 +731,7 @@ int serve(const config& cfg, const serve_options& options) {
 
   bool demo_ok = true;
   if (options.demo_orders > 0) {
-    demo_ok = saga_hosting ? fulfilment.with([&](auto* f) {
+    demo_ok = saga_hosting ? fulfilment[0].with([&](auto* f) {
       return run_saga_demo(n, *f, options.demo_orders, *log);
     })
                            : run_demo(n, options.demo_orders, *log);
