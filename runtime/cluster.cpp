@@ -123,7 +123,7 @@ std::vector<cluster_member> read_members(kvStore* kv, std::int64_t now_ns, bool&
     if (!ec && json.is_object())
       if (const auto* http = json.as_object().if_contains("http"); http && http->is_string())
         m.http_url = std::string(http->as_string());
-    m.heartbeat_age_seconds = static_cast<double>(now_ns - v.created_ns) / 1e9;
+    m.heartbeat_age_seconds = std::max(0.0, static_cast<double>(now_ns - v.created_ns) / 1e9);
     out.push_back(std::move(m));
   }
   kvKeysList_Destroy(&list);
@@ -812,7 +812,8 @@ struct cluster::impl {
     d.key = l.key;
     d.owner = ours(l) ? self : l.seen.value;
     d.revision = ours(l) ? l.revision : l.seen.revision;
-    d.age_seconds = l.seen.found ? static_cast<double>(now_ns - l.seen.created_ns) / 1e9 : 0;
+    d.age_seconds =
+        l.seen.found ? std::max(0.0, static_cast<double>(now_ns - l.seen.created_ns) / 1e9) : 0;
     return d;
   }
 };
@@ -1119,7 +1120,7 @@ cluster_status cluster::read(const std::string& nats_url, const std::string& nam
     l.key = key;
     l.owner = v.value;
     l.revision = v.revision;
-    l.age_seconds = v.found ? static_cast<double>(now_ns - v.created_ns) / 1e9 : 0;
+    l.age_seconds = v.found ? std::max(0.0, static_cast<double>(now_ns - v.created_ns) / 1e9) : 0;
     return l;
   };
   for (const auto& key : shard_names(shards)) st.shards.push_back(read_lease(key));
