@@ -238,6 +238,24 @@ TEST(Node, RehydratedStateDrivesDecisions) {
   EXPECT_EQ(n.run("f", reset{}).event_count, 0u);
 }
 
+// A briefly doubled owner (two nodes both hosting one stream, as during a
+// shard move): the store's version check rejects the stale writer, whose
+// actor re-reads the stream, so its next command decides on the true state
+// and no update is lost or duplicated.
+TEST(Node, AStaleWriterIsRejectedByTheVersionCheckAndCatchesUp) {
+  auto store = std::make_shared<troupe::memory_event_store>();
+  running_node a(store), b(store);
+  ASSERT_EQ(b.run("shared", increment{1}).version, stream_version{1});  // b's actor: v1
+  ASSERT_EQ(a.run("shared", increment{1}).version, stream_version{2});  // a reads v1, writes v2
+  auto stale = b.run("shared", increment{1});  // b still believes v1
+  EXPECT_EQ(stale.status, command_status::conflict);
+  EXPECT_EQ(stale.reason.code, "version_conflict");
+  auto retried = b.run("shared", increment{1});
+  EXPECT_EQ(retried.status, command_status::accepted);
+  EXPECT_EQ(retried.version, stream_version{3});
+  EXPECT_EQ(store->event_count(), 3u) << "the rejected write left nothing behind";
+}
+
 TEST(Node, IdleAggregatesArePassivatedAndComeBack) {
   auto store = std::make_shared<troupe::memory_event_store>();
   running_node n(store, {"aggregate.idle_timeout_ms=40"});
