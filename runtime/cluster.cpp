@@ -202,7 +202,15 @@ expected_version decode_expected(std::int64_t v) {
 
 // ---- the implementation ----------------------------------------------------------
 
-struct cluster::impl {
+// Threads and what they own:
+// - heartbeat thread: the leases (state, revisions) and every KV write;
+//   region callbacks and singleton starts report to it through `events`
+//   instead of touching lease state, so no CAF thread ever waits for NATS;
+// - timer thread: forwarded commands' retries and attempt deadlines;
+// - worker thread: singleton start/stop (they block);
+// - nats.c threads: forwarded commands arriving, answers arriving.
+// Callbacks that may outlive cluster::stop hold the impl by shared_ptr.
+struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
   enum class lease_state : std::uint8_t {
     idle,         // not ours
     starting,     // ours; a singleton's start is running
@@ -216,22 +224,40 @@ struct cluster::impl {
     int singleton = -1;  // index into singletons
     lease_state state = lease_state::idle;
     std::uint64_t revision = 0;  // ours, when not idle
+    std::uint64_t epoch = 0;     // bumped per take/hand-off: stale callbacks are ignored
     steady::time_point renewed_at;
     steady::time_point retry_after;  // after a failed singleton start
-    kv_value seen;                   // at the last read
+    // As last seen through the watcher.
+    std::string owner;
+    std::uint64_t seen_revision = 0;
+    bool exists = false;
+    steady::time_point seen_at;
+  };
+  struct member_seen {
+    std::string http_url;
+    steady::time_point seen_at;  // local clock: immune to skew between machines
   };
   struct singleton {
     std::string name;
     std::function<void()> start, stop;
   };
+  enum class event_kind : std::uint8_t { drained, started, start_failed };
+  struct lease_event {
+    std::string key;
+    std::uint64_t epoch;
+    event_kind kind;
+  };
   struct forward_request {
     command_envelope command;
     command_completion done;
     steady::time_point deadline;
+    std::int64_t deadline_unix_ms = 0;
     int shard = 0;
+    int attempts = 0;
   };
   struct awaiting_answer {
     std::shared_ptr<forward_request> request;
+    std::string owner;
     steady::time_point attempt_deadline;
   };
 
@@ -244,26 +270,32 @@ struct cluster::impl {
   std::string subject;
   std::vector<singleton> singletons;
 
-  natsConnection* nc = nullptr;
+  std::shared_ptr<natsConnection> nc;  // answers in flight keep it alive
   jsCtx* js = nullptr;
   kvStore* nodes_kv = nullptr;
   kvStore* leases_kv = nullptr;
+  kvWatcher* nodes_watch = nullptr;
+  kvWatcher* leases_watch = nullptr;
+  bool nodes_synced = false, leases_synced = false;  // initial values received
   natsSubscription* command_sub = nullptr;
   natsSubscription* answer_sub = nullptr;
   std::string inbox;
 
-  // Leases: touched by the heartbeat thread (and stop() after it ended);
-  // `state_mutex` guards them against status readers and drain callbacks.
-  // Recursive: a drain callback may run inline while the lease is handed off.
-  mutable std::recursive_mutex state_mutex;
+  // Leases and members: written by the heartbeat thread (and stop() after
+  // it ended) under `state_mutex`; status() reads them.
+  mutable std::mutex state_mutex;
   std::vector<lease> leases;  // shards first, then singletons
-  std::vector<cluster_member> members;
-  bool members_known = false;
-  // Routing: shard -> owner's id, and whether we serve it.
+  std::map<std::string, member_seen, std::less<>> members;
+  std::mutex events_mutex;
+  std::vector<lease_event> events;
+  // Routing: shard -> owner's id, live members; and whether we serve a
+  // shard, until when (steady ns): a node that cannot renew stops serving
+  // on its own, however slow its heartbeat thread is.
   mutable std::shared_mutex routes_mutex;
   std::vector<std::string> shard_owner;
   std::set<std::string, std::less<>> live;
   std::unique_ptr<std::atomic<bool>[]> serving;
+  std::unique_ptr<std::atomic<std::int64_t>[]> serve_until;
 
   // Forwarding.
   std::mutex forward_mutex;
@@ -281,13 +313,15 @@ struct cluster::impl {
   std::mutex wake_mutex;
   std::condition_variable wake;
   bool wake_now = false;
-  std::atomic<bool> stopping{false};
-  std::atomic<bool> leaving{false};
-  std::atomic<bool> started{false};
+  std::atomic<bool> stopping{false};  // heartbeats end
+  std::atomic<bool> leaving{false};   // commands are no longer routed
+  std::atomic<bool> timer_stop{false};
+  bool started = false;
   std::mutex worker_mutex;
   std::condition_variable worker_wake;
   std::deque<std::function<void()>> worker_tasks;
   bool worker_stop = false;
+  mutable std::mutex advertise_mutex;  // guards options.http_url
 
   // ---- helpers ----
 
@@ -297,6 +331,14 @@ struct cluster::impl {
       wake_now = true;
     }
     wake.notify_all();
+  }
+
+  void report(std::string key, std::uint64_t epoch, event_kind kind) {
+    {
+      std::lock_guard lock{events_mutex};
+      events.push_back({std::move(key), epoch, kind});
+    }
+    nudge();
   }
 
   void post(std::function<void()> task) {
@@ -321,7 +363,18 @@ struct cluster::impl {
     }
   }
 
-  bool serves(int shard) const { return serving[shard].load(std::memory_order_acquire); }
+  static std::int64_t steady_ns(steady::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  }
+
+  bool serves(int shard) const {
+    return serving[shard].load(std::memory_order_acquire) &&
+           steady_ns(steady::now()) < serve_until[shard].load(std::memory_order_acquire);
+  }
+
+  /// How long past its last renewal a lease is still served here: well
+  /// before a peer can take it (the bucket expires it after the full TTL).
+  std::chrono::nanoseconds serve_margin() const { return options.lease_ttl * 4 / 5; }
 
   // ---- routing ----
 
@@ -331,25 +384,25 @@ struct cluster::impl {
                          "this node is leaving the cluster; retry on another node"));
       return;
     }
-    auto now = steady::now();
-    if (now >= r->deadline) {
+    if (steady::now() >= r->deadline) {
       timed_out.fetch_add(1, std::memory_order_relaxed);
       finish(*r, failure(command_status::unavailable, "shard_unavailable",
                          "no node served shard " + std::to_string(r->shard) + " of " +
                              r->command.stream_id + " within " +
-                             std::to_string(options.forward_timeout.count()) + " ms; retry"));
+                             std::to_string(options.forward_timeout.count()) +
+                             " ms (the command was not applied); retry"));
       return;
     }
     if (serves(r->shard)) {
       node_.submit_here(
           r->command,
-          [this, r](command_result result) {
+          [self_ptr = shared_from_this(), r](command_result result) {
             if (result.status == command_status::unavailable &&
                 result.reason.code == "shard_moved") {
-              retry_later(r, std::chrono::milliseconds{20});
+              self_ptr->retry_later(r);  // never tried here: send it on
               return;
             }
-            finish(*r, std::move(result));
+            self_ptr->finish(*r, std::move(result));
           },
           true);
       return;
@@ -357,11 +410,11 @@ struct cluster::impl {
     std::string owner;
     {
       std::shared_lock lock{routes_mutex};
-      owner = shard_owner[r->shard];
+      owner = shard_owner[static_cast<std::size_t>(r->shard)];
       if (!owner.empty() && (owner == self || !live.contains(owner))) owner.clear();
     }
     if (owner.empty()) {
-      retry_later(r, std::chrono::milliseconds{50});
+      retry_later(std::move(r));  // moving, or its owner's lease has not expired yet
       return;
     }
     forward(std::move(r), owner);
@@ -373,11 +426,20 @@ struct cluster::impl {
     done(std::move(result));
   }
 
-  void retry_later(std::shared_ptr<forward_request> r, std::chrono::milliseconds delay) {
+  /// Tries again after a backoff that grows per attempt (20 ms .. 500 ms),
+  /// so a shard in motion is not hammered while the routing table catches up.
+  void retry_later(std::shared_ptr<forward_request> r) {
+    if (timer_stop.load()) {
+      finish(*r, failure(command_status::unavailable, "node_leaving",
+                         "this node left the cluster before the command was sent; retry"));
+      return;
+    }
     retried.fetch_add(1, std::memory_order_relaxed);
+    auto delay = std::chrono::milliseconds{20} * (1 << std::min(r->attempts++, 5));
     {
       std::lock_guard lock{forward_mutex};
-      retries.emplace(steady::now() + delay, std::move(r));
+      retries.emplace(steady::now() + std::min(delay, std::chrono::milliseconds{500}),
+                      std::move(r));
     }
     forward_wake.notify_one();
   }
@@ -387,8 +449,9 @@ struct cluster::impl {
     std::optional<std::pair<std::size_t, std::string>> encoded;
     if (type != nullptr && type->encode_command) encoded = type->encode_command(r->command.payload);
     if (!encoded) {
-      finish(*r, failure(command_status::invalid, "wrong_command_type",
-                         "the command does not belong to " + r->command.stream_id));
+      finish(*r, failure(command_status::invalid, "not_forwardable",
+                         "the command for " + r->command.stream_id +
+                             " cannot be sent to another node (its type has no JSON form)"));
       return;
     }
     boost::json::object o;
@@ -400,91 +463,94 @@ struct cluster::impl {
     if (!r->command.causation_id.empty()) o["caus"] = r->command.causation_id;
     if (!r->command.traceparent.empty()) o["tp"] = r->command.traceparent;
     o["e"] = encode_expected(r->command.expected);
+    o["dl"] = r->deadline_unix_ms;
     auto body = boost::json::serialize(o);
     std::uint64_t id;
     {
       std::lock_guard lock{forward_mutex};
       id = next_request++;
       auto deadline = std::min(r->deadline, steady::now() + options.forward_attempt_timeout);
-      awaiting.emplace(id, awaiting_answer{r, deadline});
+      awaiting.emplace(id, awaiting_answer{r, owner, deadline});
       attempt_deadlines.emplace(deadline, id);
     }
     forwarded.fetch_add(1, std::memory_order_relaxed);
     auto reply = inbox + "." + std::to_string(id);
     natsStatus s =
-        natsConnection_PublishRequest(nc, node_subject(options.name, owner).c_str(), reply.c_str(),
-                                      body.data(), static_cast<int>(body.size()));
+        natsConnection_PublishRequest(nc.get(), node_subject(options.name, owner).c_str(),
+                                      reply.c_str(), body.data(), static_cast<int>(body.size()));
     if (s != NATS_OK) {
-      std::shared_ptr<forward_request> again;
-      {
-        std::lock_guard lock{forward_mutex};
-        if (auto it = awaiting.find(id); it != awaiting.end()) {
-          again = std::move(it->second.request);
-          awaiting.erase(it);
-        }
-      }
-      if (again) retry_later(std::move(again), std::chrono::milliseconds{100});
+      if (auto again = take_awaiting(id)) retry_later(std::move(again));  // never sent
     }
   }
 
+  std::shared_ptr<forward_request> take_awaiting(std::uint64_t id) {
+    std::lock_guard lock{forward_mutex};
+    auto it = awaiting.find(id);
+    if (it == awaiting.end()) return nullptr;
+    auto r = std::move(it->second.request);
+    awaiting.erase(it);
+    return r;
+  }
+
   static void on_answer(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-    auto* self = static_cast<impl*>(closure);
+    auto* im = static_cast<impl*>(closure);
     std::string_view subject = natsMsg_GetSubject(msg);
     std::uint64_t id = 0;
-    auto dot = subject.rfind('.');
-    if (dot != std::string_view::npos)
+    if (auto dot = subject.rfind('.'); dot != std::string_view::npos)
       std::from_chars(subject.data() + dot + 1, subject.data() + subject.size(), id);
-    std::shared_ptr<forward_request> r;
-    {
-      std::lock_guard lock{self->forward_mutex};
-      if (auto it = self->awaiting.find(id); it != self->awaiting.end()) {
-        r = std::move(it->second.request);
-        self->awaiting.erase(it);
-      }
-    }
-    if (r) {
+    if (auto r = im->take_awaiting(id)) {
       if (natsMsg_IsNoResponders(msg)) {
-        self->retry_later(std::move(r), std::chrono::milliseconds{50});
+        im->retry_later(std::move(r));  // its owner is not subscribed (any more)
       } else {
         auto result = decode_result(std::string_view(
             natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+        // Answers that mean "not tried there": send it on.
         if (result.status == command_status::unavailable &&
-            (result.reason.code == "not_owner" || result.reason.code == "shard_moved")) {
-          self->retry_later(std::move(r), std::chrono::milliseconds{20});
-        } else {
-          self->finish(*r, std::move(result));
-        }
+            (result.reason.code == "not_owner" || result.reason.code == "shard_moved"))
+          im->retry_later(std::move(r));
+        else
+          im->finish(*r, std::move(result));
       }
     }
     natsMsg_Destroy(msg);
   }
 
-  static void on_command(natsConnection* conn, natsSubscription*, natsMsg* msg, void* closure) {
-    auto* self = static_cast<impl*>(closure);
-    self->received.fetch_add(1, std::memory_order_relaxed);
+  static void on_command(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+    auto* im = static_cast<impl*>(closure);
+    im->received.fetch_add(1, std::memory_order_relaxed);
     const char* reply_to = natsMsg_GetReply(msg);
-    std::string reply = reply_to ? reply_to : "";
-    auto answer = [conn, reply](const command_result& r) {
+    auto answer = [conn = im->nc,
+                   reply = std::string(reply_to ? reply_to : "")](const command_result& r) {
       if (reply.empty()) return;
       auto body = encode_result(r);
-      natsConnection_Publish(conn, reply.c_str(), body.data(), static_cast<int>(body.size()));
+      natsConnection_Publish(conn.get(), reply.c_str(), body.data(), static_cast<int>(body.size()));
     };
-    auto request = self->decode_request(std::string_view(
-        natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
+    std::int64_t deadline_ms = 0;
+    auto request =
+        im->decode_request(std::string_view(natsMsg_GetData(msg),
+                                            static_cast<std::size_t>(natsMsg_GetDataLength(msg))),
+                           deadline_ms);
     natsMsg_Destroy(msg);
     if (!request) {
       answer(failure(command_status::invalid, "bad_forwarded_command", request.error()));
       return;
     }
-    if (self->leaving.load() || !self->serves(shard_of(request->stream_id, self->options.shards))) {
-      answer(failure(command_status::unavailable, "not_owner",
-                     "node " + self->self + " does not serve the shard of " + request->stream_id));
+    if (deadline_ms > 0 && unix_ns() / 1'000'000 > deadline_ms) {
+      // Its sender has given up on it: do not apply it behind its back.
+      answer(failure(command_status::unavailable, "expired",
+                     "the command arrived after its sender's deadline; not applied"));
       return;
     }
-    self->node_.submit_here(std::move(*request), answer);
+    if (im->leaving.load() || !im->serves(shard_of(request->stream_id, im->options.shards))) {
+      answer(failure(command_status::unavailable, "not_owner",
+                     "node " + im->self + " does not serve the shard of " + request->stream_id));
+      return;
+    }
+    im->node_.submit_here(std::move(*request), answer);
   }
 
-  std::expected<command_envelope, std::string> decode_request(std::string_view text) {
+  std::expected<command_envelope, std::string> decode_request(std::string_view text,
+                                                              std::int64_t& deadline_ms) {
     boost::system::error_code ec;
     auto json = boost::json::parse(text, ec);
     if (ec || !json.is_object()) return std::unexpected("not a JSON object");
@@ -497,7 +563,7 @@ struct cluster::impl {
     env.stream_id = text_of("s");
     const auto* type = node_.find_aggregate_type(stream_category(env.stream_id));
     const auto* index = o.if_contains("k");
-    if (type == nullptr || index == nullptr || !index->is_number())
+    if (type == nullptr || !type->decode_command || index == nullptr || !index->is_number())
       return std::unexpected("no command for stream '" + env.stream_id + "'");
     auto payload = type->decode_command(static_cast<std::size_t>(index->to_number<std::int64_t>()),
                                         text_of("c"));
@@ -509,14 +575,48 @@ struct cluster::impl {
     env.traceparent = text_of("tp");
     const auto* expected = o.if_contains("e");
     env.expected = decode_expected(expected && expected->is_int64() ? expected->as_int64() : -1);
+    const auto* deadline = o.if_contains("dl");
+    deadline_ms = deadline && deadline->is_int64() ? deadline->as_int64() : 0;
     return env;
+  }
+
+  /// An attempt got no answer in time. Re-sending to the same live owner
+  /// could run the command twice (the first copy may only be queued there),
+  /// so that is done only when the owner is gone or the shard has moved;
+  /// otherwise the wait goes on until the command's deadline, after which
+  /// its outcome is unknown. Called under forward_mutex.
+  void attempt_expired(std::uint64_t id, std::vector<std::shared_ptr<forward_request>>& resend,
+                       std::vector<awaiting_answer>& unanswered) {
+    auto it = awaiting.find(id);
+    if (it == awaiting.end()) return;
+    auto& a = it->second;
+    bool same_owner;
+    {
+      std::shared_lock lock{routes_mutex};
+      same_owner = live.contains(a.owner) &&
+                   shard_owner[static_cast<std::size_t>(a.request->shard)] == a.owner;
+    }
+    auto now = steady::now();
+    if (same_owner && now < a.request->deadline) {
+      a.attempt_deadline = std::min(a.request->deadline, now + options.forward_attempt_timeout);
+      attempt_deadlines.emplace(a.attempt_deadline, id);
+      return;
+    }
+    if (same_owner) {
+      unanswered.push_back(std::move(a));
+    } else {
+      retried.fetch_add(1, std::memory_order_relaxed);
+      resend.push_back(std::move(a.request));  // its owner died or the shard moved
+    }
+    awaiting.erase(it);
   }
 
   void timer_loop() {
     std::unique_lock lock{forward_mutex};
-    while (!stopping.load()) {
+    while (!timer_stop.load()) {
       auto now = steady::now();
       std::vector<std::shared_ptr<forward_request>> due;
+      std::vector<awaiting_answer> unanswered;
       while (!retries.empty() && retries.begin()->first <= now) {
         due.push_back(std::move(retries.begin()->second));
         retries.erase(retries.begin());
@@ -524,17 +624,19 @@ struct cluster::impl {
       while (!attempt_deadlines.empty() && attempt_deadlines.begin()->first <= now) {
         auto id = attempt_deadlines.begin()->second;
         attempt_deadlines.erase(attempt_deadlines.begin());
-        if (auto it = awaiting.find(id); it != awaiting.end()) {
-          // No answer in time: the owner may have died with it. Commands
-          // carry ids, so trying again cannot apply one twice.
-          due.push_back(std::move(it->second.request));
-          awaiting.erase(it);
-          retried.fetch_add(1, std::memory_order_relaxed);
-        }
+        attempt_expired(id, due, unanswered);
       }
-      if (!due.empty()) {
+      if (!due.empty() || !unanswered.empty()) {
         lock.unlock();
         for (auto& r : due) route(std::move(r));
+        for (auto& a : unanswered) {
+          timed_out.fetch_add(1, std::memory_order_relaxed);
+          finish(*a.request,
+                 failure(command_status::unavailable, "forward_timeout",
+                         "node " + a.owner + " did not answer within " +
+                             std::to_string(options.forward_timeout.count()) +
+                             " ms; the command may have been applied: retry with the same id"));
+        }
         lock.lock();
         continue;
       }
@@ -547,88 +649,177 @@ struct cluster::impl {
 
   /// Answers everything still waiting (the node is leaving).
   void fail_waiting() {
-    std::vector<std::shared_ptr<forward_request>> all;
+    std::vector<std::shared_ptr<forward_request>> tried, untried;
     {
       std::lock_guard lock{forward_mutex};
-      for (auto& [id, a] : awaiting) all.push_back(std::move(a.request));
+      for (auto& [id, a] : awaiting) tried.push_back(std::move(a.request));
       awaiting.clear();
       attempt_deadlines.clear();
-      for (auto& [t, r] : retries) all.push_back(std::move(r));
+      for (auto& [t, r] : retries) untried.push_back(std::move(r));
       retries.clear();
     }
-    for (auto& r : all)
+    for (auto& r : tried)
       finish(*r, failure(command_status::unavailable, "node_leaving",
-                         "this node left the cluster before the command was answered; retry"));
+                         "this node left the cluster before the command's owner answered; it "
+                         "may have been applied: retry with the same id"));
+    for (auto& r : untried)
+      finish(*r, failure(command_status::unavailable, "node_leaving",
+                         "this node left the cluster before the command was sent; retry"));
+  }
+
+  // ---- the view of NATS: two watchers -------------------------------------------
+
+  bool open_watchers() {
+    kvWatchOptions o;
+    kvWatchOptions_Init(&o);
+    if (nodes_watch == nullptr) {
+      nodes_synced = false;
+      members.clear();
+      if (kvStore_WatchAll(&nodes_watch, nodes_kv, &o) != NATS_OK) {
+        nodes_watch = nullptr;
+        return false;
+      }
+    }
+    if (leases_watch == nullptr) {
+      leases_synced = false;
+      if (kvStore_WatchAll(&leases_watch, leases_kv, &o) != NATS_OK) {
+        leases_watch = nullptr;
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /// Applies every update the watchers hold (membership and leases). A
+  /// watcher that fails is recreated (its initial values re-sync the view).
+  void drain_watchers() {
+    auto now = steady::now();
+    auto drain = [&](kvWatcher*& w, bool& synced, auto&& apply) {
+      for (int i = 0; w != nullptr && i < 100000; ++i) {
+        kvEntry* e = nullptr;
+        natsStatus s = kvWatcher_Next(&e, w, 1);
+        if (s == NATS_TIMEOUT) return;
+        if (s != NATS_OK) {
+          log->warn("KV watcher failed ({}); watching again", nats_error(s));
+          kvWatcher_Destroy(w);
+          w = nullptr;
+          return;
+        }
+        if (e == nullptr) {  // end of the initial values
+          synced = true;
+          continue;
+        }
+        apply(e);
+        kvEntry_Destroy(e);
+      }
+    };
+    drain(nodes_watch, nodes_synced, [&](kvEntry* e) {
+      std::string id = kvEntry_Key(e);
+      if (kvEntry_Operation(e) != kvOp_Put) {
+        members.erase(id);
+        return;
+      }
+      member_seen m;
+      m.seen_at = now;
+      boost::system::error_code ec;
+      auto json = boost::json::parse(kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "", ec);
+      if (!ec && json.is_object())
+        if (const auto* http = json.as_object().if_contains("http"); http && http->is_string())
+          m.http_url = std::string(http->as_string());
+      members[id] = std::move(m);
+    });
+    drain(leases_watch, leases_synced, [&](kvEntry* e) {
+      std::string_view key = kvEntry_Key(e);
+      for (auto& l : leases) {
+        if (l.key != key) continue;
+        bool put = kvEntry_Operation(e) == kvOp_Put;
+        l.exists = put;
+        l.owner = put && kvEntry_ValueString(e) ? kvEntry_ValueString(e) : "";
+        l.seen_revision = kvEntry_Revision(e);
+        l.seen_at = now;
+        // Someone else wrote our lease after our last write: it is theirs.
+        if (ours(l) && l.owner != self && l.seen_revision > l.revision)
+          lose(l, "now held by '" + l.owner + "'");
+      }
+    });
+    for (auto it = members.begin(); it != members.end();)
+      it = now - it->second.seen_at > options.lease_ttl ? members.erase(it) : std::next(it);
   }
 
   // ---- leases ----
 
   bool ours(const lease& l) const { return l.state != lease_state::idle; }
 
-  /// Takes a free lease (absent or released) by compare-and-set.
+  void set_serving(const lease& l, bool on) {
+    if (l.shard < 0) return;
+    if (on)
+      serve_until[l.shard].store(steady_ns(l.renewed_at + serve_margin()),
+                                 std::memory_order_release);
+    serving[l.shard].store(on, std::memory_order_release);
+  }
+
+  /// Takes a free lease by compare-and-set: create when absent (or expired),
+  /// update at the revision of a released "" (or of our own previous run's).
   bool try_acquire(lease& l) {
     std::uint64_t rev = 0;
-    natsStatus s;
-    if (!l.seen.found)
-      s = kvStore_Create(&rev, leases_kv, l.key.c_str(), self.data(),
-                         static_cast<int>(self.size()));
-    else
-      s = kvStore_Update(&rev, leases_kv, l.key.c_str(), self.data(), static_cast<int>(self.size()),
-                         l.seen.revision);
+    auto sent = steady::now();
+    natsStatus s = (!l.exists || (!l.owner.empty() && l.owner != self))
+                       ? kvStore_Create(&rev, leases_kv, l.key.c_str(), self.data(),
+                                        static_cast<int>(self.size()))
+                       : kvStore_Update(&rev, leases_kv, l.key.c_str(), self.data(),
+                                        static_cast<int>(self.size()), l.seen_revision);
     if (s != NATS_OK) return false;
     l.revision = rev;
-    l.renewed_at = steady::now();
-    l.seen = kv_value{true, self, rev, unix_ns()};
+    l.renewed_at = sent;
+    l.owner = self;
+    l.exists = true;
+    l.seen_revision = rev;
     return true;
   }
 
   /// Writes "" at our revision; the lease is free for the next owner.
   void release(lease& l) {
-    log->debug("releasing {} at revision {}", l.key, l.revision);
     std::uint64_t rev = 0;
     natsStatus s = kvStore_Update(&rev, leases_kv, l.key.c_str(), "", 0, l.revision);
     if (s != NATS_OK)
       log->warn("releasing {} failed ({}); it expires after the lease TTL", l.key, nats_error(s));
-    else
-      l.seen = kv_value{true, "", rev, unix_ns()};
     l.state = lease_state::idle;
+    ++l.epoch;
     released.fetch_add(1, std::memory_order_relaxed);
     if (l.shard >= 0) set_route(l.shard, s == NATS_OK ? "" : self);
   }
 
   void set_route(int shard, const std::string& owner) {
     std::unique_lock lock{routes_mutex};
-    shard_owner[shard] = owner;
+    shard_owner[static_cast<std::size_t>(shard)] = owner;
   }
 
-  /// Begins giving up a lease we hold: shards stop taking commands and
-  /// passivate; singletons stop. It is released once that has finished.
+  /// Begins giving up a lease we hold: a shard stops taking commands and
+  /// passivates its actors once their queued commands are done; a singleton
+  /// stops. It is released (next heartbeat) when that has finished.
   void hand_off(lease& l) {
     l.state = lease_state::handing_off;
+    auto epoch = ++l.epoch;
     if (l.shard >= 0) {
-      serving[l.shard].store(false, std::memory_order_release);
-      node_.close_shard(l.shard, [this, key = l.key] { mark_drained(key); });
-    } else {
-      auto& sg = singletons[l.singleton];
-      post([this, &sg, key = l.key] {
-        try {
-          sg.stop();
-        } catch (const std::exception& e) {
-          log->error("stopping {} failed: {}", sg.name, e.what());
-        }
-        mark_drained(key);
+      set_serving(l, false);
+      node_.close_shard(l.shard, [weak = weak_from_this(), key = l.key, epoch] {
+        if (auto im = weak.lock()) im->report(key, epoch, event_kind::drained);
       });
+      return;
     }
+    post([im = shared_from_this(), index = l.singleton, key = l.key, epoch] {
+      im->stop_singleton(index);
+      im->report(key, epoch, event_kind::drained);
+    });
   }
 
-  void mark_drained(const std::string& key) {
-    log->debug("{} drained", key);
-    {
-      std::lock_guard lock{state_mutex};
-      for (auto& l : leases)
-        if (l.key == key && l.state == lease_state::handing_off) l.state = lease_state::drained;
+  void stop_singleton(int index) {
+    auto& sg = singletons[static_cast<std::size_t>(index)];
+    try {
+      sg.stop();
+    } catch (const std::exception& e) {
+      log->error("stopping {} failed: {}", sg.name, e.what());
     }
-    nudge();
   }
 
   /// We no longer hold it (someone else took it, or we could not renew in
@@ -638,55 +829,93 @@ struct cluster::impl {
     lost.fetch_add(1, std::memory_order_relaxed);
     auto was = l.state;
     l.state = lease_state::idle;
+    ++l.epoch;
     if (l.shard >= 0) {
-      serving[l.shard].store(false, std::memory_order_release);
+      set_serving(l, false);
       node_.close_shard(l.shard, [] {});
-    } else if (was == lease_state::held || was == lease_state::starting) {
-      auto& sg = singletons[l.singleton];
-      post([this, &sg] {
-        try {
-          sg.stop();
-        } catch (const std::exception& e) {
-          log->error("stopping {} failed: {}", sg.name, e.what());
-        }
-      });
+    } else if (was != lease_state::drained) {
+      post([im = shared_from_this(), index = l.singleton] { im->stop_singleton(index); });
     }
   }
 
   void took(lease& l) {
     acquired.fetch_add(1, std::memory_order_relaxed);
+    auto epoch = ++l.epoch;
     if (l.shard >= 0) {
       l.state = lease_state::held;
       set_route(l.shard, self);
       node_.open_shard(l.shard);
-      serving[l.shard].store(true, std::memory_order_release);
+      set_serving(l, true);
       return;
     }
     l.state = lease_state::starting;
-    auto& sg = singletons[l.singleton];
-    post([this, &sg, key = l.key] {
-      bool ok = true;
+    post([im = shared_from_this(), index = l.singleton, key = l.key, epoch] {
+      auto& sg = im->singletons[static_cast<std::size_t>(index)];
       try {
         sg.start();
-        log->info("running {} (this node holds its lease)", sg.name);
+        im->log->info("running {} (this node holds its lease)", sg.name);
+        im->report(key, epoch, event_kind::started);
       } catch (const std::exception& e) {
-        ok = false;
-        log->error("starting {} failed: {}; giving its lease up for now", sg.name, e.what());
-      }
-      std::lock_guard lock{state_mutex};
-      for (auto& l : leases) {
-        if (l.key != key || l.state != lease_state::starting) continue;
-        if (ok) {
-          l.state = lease_state::held;
-        } else {
-          l.state = lease_state::drained;
-          l.retry_after = steady::now() + std::chrono::seconds{5};
-        }
+        im->log->error("starting {} failed: {}; giving its lease up for now", sg.name, e.what());
+        im->report(key, epoch, event_kind::start_failed);
       }
     });
   }
 
-  mutable std::mutex advertise_mutex;  // guards options.http_url
+  /// Applies what drain callbacks and singleton starts reported.
+  void apply_events() {
+    std::vector<lease_event> now_events;
+    {
+      std::lock_guard lock{events_mutex};
+      now_events.swap(events);
+    }
+    for (const auto& ev : now_events) {
+      for (auto& l : leases) {
+        if (l.key != ev.key || l.epoch != ev.epoch) continue;  // stale: a later take/hand-off
+        if (ev.kind == event_kind::drained && l.state == lease_state::handing_off)
+          l.state = lease_state::drained;
+        if (ev.kind == event_kind::started && l.state == lease_state::starting)
+          l.state = lease_state::held;
+        if (ev.kind == event_kind::start_failed && l.state == lease_state::starting) {
+          l.state = lease_state::drained;
+          l.retry_after = steady::now() + std::chrono::seconds{5};
+        }
+      }
+    }
+    for (auto& l : leases)
+      if (l.state == lease_state::drained) release(l);
+  }
+
+  /// Renews every lease we hold by compare-and-set at our revision. Only a
+  /// refusal because the revision moved means another node has it; other
+  /// failures (NATS slow or away) leave it to the serve deadline.
+  void renew() {
+    for (auto& l : leases) {
+      if (!ours(l)) continue;
+      std::uint64_t rev = 0;
+      auto sent = steady::now();
+      natsStatus s = kvStore_Update(&rev, leases_kv, l.key.c_str(), self.data(),
+                                    static_cast<int>(self.size()), l.revision);
+      if (s == NATS_OK) {
+        l.revision = rev;
+        l.renewed_at = sent;
+        if (l.state == lease_state::held) set_serving(l, true);
+        continue;
+      }
+      std::string why = nats_error(s);
+      if (const char* text = nats_GetLastError(nullptr)) why += std::string(": ") + text;
+      if (why.find("wrong last sequence") != std::string::npos) {
+        lose(l, "renewal refused (" + why + ")");
+        continue;
+      }
+      if (steady::now() - l.renewed_at > serve_margin())
+        lose(l, "not renewed for " +
+                    std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       steady::now() - l.renewed_at)
+                                       .count()) +
+                    " ms (" + why + ")");
+    }
+  }
 
   std::string membership_value() const {
     boost::json::object o;
@@ -698,72 +927,29 @@ struct cluster::impl {
     return boost::json::serialize(o);
   }
 
-  /// One heartbeat: membership, renewals, hand-offs, acquisitions.
+  /// One heartbeat: renewals first (they keep us serving), membership,
+  /// the watchers' news, hand-offs and acquisitions.
   void tick() {
-    auto value = membership_value();
-    natsStatus s = kvStore_PutString(nullptr, nodes_kv, self.c_str(), value.c_str());
-    if (s != NATS_OK) log->warn("heartbeat failed: {}", nats_error(s));
-    bool members_ok = false;
-    auto now_ns = unix_ns();
-    auto read = read_members(nodes_kv, now_ns, members_ok);
-
     std::lock_guard lock{state_mutex};
-    bool leases_ok = true;
-    for (auto& l : leases) {
-      kv_value v;
-      if (kv_get(leases_kv, l.key, v) != NATS_OK) {
-        leases_ok = false;
-        continue;
-      }
-      l.seen = v;
-    }
-    // Renew what we hold; step down from what we cannot prove we hold.
-    auto now = steady::now();
-    for (auto& l : leases) {
-      if (!ours(l)) continue;
-      if (l.seen.found && l.seen.value == self && l.seen.revision == l.revision) {
-        std::uint64_t rev = 0;
-        auto sent = steady::now();
-        if (kvStore_Update(&rev, leases_kv, l.key.c_str(), self.data(),
-                           static_cast<int>(self.size()), l.revision) == NATS_OK) {
-          l.revision = rev;
-          l.renewed_at = sent;
-          l.seen.revision = rev;
-          l.seen.created_ns = unix_ns();
-          continue;
-        }
-      } else if (leases_ok) {
-        lose(l, l.seen.found ? "now held by '" + l.seen.value + "'" : "it expired");
-        continue;
-      }
-      // Not renewed (NATS unreachable?): a peer may take it once it expires.
-      if (now - l.renewed_at > options.lease_ttl * 4 / 5)
-        lose(l, "not renewed for " +
-                    std::to_string(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(now - l.renewed_at)
-                            .count()) +
-                    " ms");
-    }
-    // Hand-offs that finished.
-    for (auto& l : leases)
-      if (l.state == lease_state::drained) release(l);
+    renew();
+    apply_events();
+    auto value = membership_value();
+    if (natsStatus s = kvStore_PutString(nullptr, nodes_kv, self.c_str(), value.c_str());
+        s != NATS_OK)
+      log->warn("heartbeat failed: {}", nats_error(s));
+    if (!open_watchers()) return;  // no view of the cluster: act on nothing
+    drain_watchers();
+    if (!nodes_synced || !leases_synced) return;  // a partial view: wait for the rest
 
-    if (!members_ok || !leases_ok) return;  // act only on a complete picture
-    members = std::move(read);
-    members_known = true;
     std::vector<std::string> live_ids;
-    for (const auto& m : members)
-      if (m.heartbeat_age_seconds * 1000 < static_cast<double>(options.lease_ttl.count()))
-        live_ids.push_back(m.id);
-    if (!leaving.load() && std::find(live_ids.begin(), live_ids.end(), self) == live_ids.end())
-      live_ids.push_back(self);  // our own put may not be visible yet
-    if (leaving.load()) std::erase(live_ids, self);
-
+    for (const auto& [id, m] : members) live_ids.push_back(id);
+    if (!members.contains(self)) live_ids.push_back(self);  // our put may not be seen yet
+    auto now = steady::now();
     auto place = [&](std::size_t first, std::size_t count) {
       std::vector<std::string> names, current;
       for (std::size_t i = first; i < first + count; ++i) {
         names.push_back(leases[i].key);
-        current.push_back(ours(leases[i]) ? self : leases[i].seen.value);
+        current.push_back(ours(leases[i]) ? self : leases[i].owner);
       }
       auto wanted = assign_items(names, live_ids, current);
       for (std::size_t i = first; i < first + count; ++i) {
@@ -772,12 +958,12 @@ struct cluster::impl {
         if (l.state == lease_state::held && want != self) {
           log->info("handing {} over (assigned to {})", l.key, want);
           hand_off(l);
-        } else if (l.state == lease_state::idle && want == self &&
-                   (!l.seen.found || l.seen.value.empty() || l.seen.value == self) &&
-                   now >= l.retry_after) {
-          // Our own id on a lease we do not hold: left by this node's previous
-          // run (a crash); node ids are unique, so it is ours to take back.
-          if (try_acquire(l)) {
+        } else if (l.state == lease_state::idle && want == self && now >= l.retry_after) {
+          // Free: released, never taken, ours from a previous run (node ids
+          // are unique), or its owner is no longer a member (then create
+          // succeeds only once the bucket has expired the lease).
+          bool free = !l.exists || l.owner.empty() || l.owner == self || !members.contains(l.owner);
+          if (free && try_acquire(l)) {
             log->info("took {}", l.key);
             took(l);
           }
@@ -791,30 +977,73 @@ struct cluster::impl {
     std::unique_lock routes{routes_mutex};
     live = std::set<std::string, std::less<>>(live_ids.begin(), live_ids.end());
     for (std::size_t i = 0; i < shard_count; ++i)
-      shard_owner[i] = ours(leases[i]) ? self : leases[i].seen.value;
+      shard_owner[i] = ours(leases[i]) ? self : leases[i].owner;
   }
 
   void heartbeat_loop() {
+    auto next_full = steady::now();
     while (!stopping.load()) {
       try {
-        tick();
+        if (steady::now() >= next_full) {
+          tick();
+          next_full = steady::now() + options.heartbeat;
+        } else {
+          std::lock_guard lock{state_mutex};
+          apply_events();  // nudged: release what finished handing off, now
+        }
       } catch (const std::exception& e) {
         log->error("cluster heartbeat failed: {}", e.what());
       }
       std::unique_lock lock{wake_mutex};
-      wake.wait_for(lock, options.heartbeat, [&] { return wake_now || stopping.load(); });
+      wake.wait_until(lock, next_full, [&] { return wake_now || stopping.load(); });
       wake_now = false;
     }
   }
 
-  cluster_lease describe(const lease& l, std::int64_t now_ns) const {
+  cluster_lease describe(const lease& l) const {
     cluster_lease d;
     d.key = l.key;
-    d.owner = ours(l) ? self : l.seen.value;
-    d.revision = ours(l) ? l.revision : l.seen.revision;
+    d.owner = ours(l) ? self : l.owner;
+    d.revision = ours(l) ? l.revision : l.seen_revision;
+    auto since = ours(l) ? l.renewed_at : l.seen_at;
     d.age_seconds =
-        l.seen.found ? std::max(0.0, static_cast<double>(now_ns - l.seen.created_ns) / 1e9) : 0;
+        l.exists || ours(l)
+            ? std::max(0.0, std::chrono::duration<double>(steady::now() - since).count())
+            : 0;
     return d;
+  }
+
+  /// Hands off every lease matching `which` and waits (renewing the rest)
+  /// until they are released or the shutdown timeout passes.
+  void hand_off_all(const std::function<bool(const lease&)>& which, steady::time_point deadline) {
+    {
+      std::lock_guard lock{state_mutex};
+      for (auto& l : leases)
+        if (which(l) && (l.state == lease_state::held || l.state == lease_state::starting))
+          hand_off(l);
+    }
+    auto last_renewal = steady::now();
+    while (steady::now() < deadline) {
+      bool busy = false;
+      {
+        std::lock_guard lock{state_mutex};
+        apply_events();
+        if (steady::now() - last_renewal >= options.heartbeat) {
+          renew();
+          last_renewal = steady::now();
+        }
+        for (const auto& l : leases) busy = busy || (which(l) && ours(l));
+      }
+      if (!busy) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    std::lock_guard lock{state_mutex};
+    for (auto& l : leases)
+      if (which(l) && ours(l)) {
+        log->warn("{} not handed off within the shutdown timeout; it expires after the TTL", l.key);
+        l.state = lease_state::idle;
+        set_serving(l, false);
+      }
   }
 };
 
@@ -878,7 +1107,8 @@ std::string cluster_status::to_text() const {
 
 // ---- public ------------------------------------------------------------------------
 
-cluster::cluster(node& n, cluster_options options) : impl_(new impl(n, std::move(options))) {
+cluster::cluster(node& n, cluster_options options)
+    : impl_(std::make_shared<impl>(n, std::move(options))) {
   auto& im = *impl_;
   im.log = im.options.log ? im.options.log : spdlog::default_logger();
   if (im.options.shards < 1 || im.options.shards > 4096)
@@ -908,16 +1138,24 @@ void cluster::start() {
   if (im.node_.shard_count() != im.options.shards)
     throw std::runtime_error("the node must be sharded with enable_sharding(" +
                              std::to_string(im.options.shards) + ") before it starts");
-  im.nc = detail::connect_nats(im.options.nats_url);
-  natsStatus s = natsConnection_JetStream(&im.js, im.nc, nullptr);
+  im.nc = std::shared_ptr<natsConnection>(detail::connect_nats(im.options.nats_url),
+                                          natsConnection_Destroy);
+  // JetStream calls (KV reads and writes) give up well within a lease TTL,
+  // so a slow server cannot stall renewals until a lease expires.
+  jsOptions js_options;
+  jsOptions_Init(&js_options);
+  js_options.Wait = std::clamp<std::int64_t>(im.options.lease_ttl.count() / 5, 200, 2000);
+  natsStatus s = natsConnection_JetStream(&im.js, im.nc.get(), &js_options);
   if (s != NATS_OK) throw std::runtime_error("JetStream context: " + nats_error(s));
   im.nodes_kv = open_bucket(im.js, bucket_name(im.options.name, "nodes"), im.options.lease_ttl,
                             im.options.replicas, *im.log);
   im.leases_kv = open_bucket(im.js, bucket_name(im.options.name, "leases"), im.options.lease_ttl,
                              im.options.replicas, *im.log);
 
-  im.serving = std::make_unique<std::atomic<bool>[]>(static_cast<std::size_t>(im.options.shards));
-  im.shard_owner.assign(static_cast<std::size_t>(im.options.shards), "");
+  auto shards = static_cast<std::size_t>(im.options.shards);
+  im.serving = std::make_unique<std::atomic<bool>[]>(shards);
+  im.serve_until = std::make_unique<std::atomic<std::int64_t>[]>(shards);
+  im.shard_owner.assign(shards, "");
   for (const auto& name : shard_names(im.options.shards)) {
     impl::lease l;
     l.key = name;
@@ -935,33 +1173,34 @@ void cluster::start() {
   natsInbox_Create(&inbox);
   im.inbox = reinterpret_cast<const char*>(inbox);
   natsInbox_Destroy(inbox);
-  s = natsConnection_Subscribe(&im.answer_sub, im.nc, (im.inbox + ".*").c_str(), &impl::on_answer,
-                               &im);
+  s = natsConnection_Subscribe(&im.answer_sub, im.nc.get(), (im.inbox + ".*").c_str(),
+                               &impl::on_answer, &im);
   if (s == NATS_OK)
-    s = natsConnection_Subscribe(&im.command_sub, im.nc, im.subject.c_str(), &impl::on_command,
-                                 &im);
+    s = natsConnection_Subscribe(&im.command_sub, im.nc.get(), im.subject.c_str(),
+                                 &impl::on_command, &im);
   if (s == NATS_OK) {
     // Bounded: beyond these a slow node drops forwarded commands (their
-    // senders retry after the attempt timeout) instead of growing memory.
+    // senders see no answer and wait for their deadline) instead of growing.
     natsSubscription_SetPendingLimits(im.command_sub, 100000, 256 * 1024 * 1024);
     natsSubscription_SetPendingLimits(im.answer_sub, 100000, 64 * 1024 * 1024);
   }
   if (s != NATS_OK) throw std::runtime_error("cluster subscriptions: " + nats_error(s));
 
-  im.node_.set_router([&im](command_envelope command, command_completion done) {
-    auto now_waiting = im.waiting.fetch_add(1, std::memory_order_relaxed);
-    if (static_cast<std::size_t>(now_waiting) >= im.options.max_forwarded) {
-      im.waiting.fetch_sub(1, std::memory_order_relaxed);
+  im.node_.set_router([im = impl_](command_envelope command, command_completion done) {
+    auto now_waiting = im->waiting.fetch_add(1, std::memory_order_relaxed);
+    if (static_cast<std::size_t>(now_waiting) >= im->options.max_forwarded) {
+      im->waiting.fetch_sub(1, std::memory_order_relaxed);
       done(failure(command_status::overloaded, "cluster_overloaded",
                    "too many commands waiting for their shard's owner; retry later"));
       return;
     }
     auto r = std::make_shared<impl::forward_request>();
-    r->shard = shard_of(command.stream_id, im.options.shards);
+    r->shard = shard_of(command.stream_id, im->options.shards);
     r->command = std::move(command);
     r->done = std::move(done);
-    r->deadline = steady::now() + im.options.forward_timeout;
-    im.route(std::move(r));
+    r->deadline = steady::now() + im->options.forward_timeout;
+    r->deadline_unix_ms = unix_ns() / 1'000'000 + im->options.forward_timeout.count();
+    im->route(std::move(r));
   });
   im.started = true;
   im.worker_thread = std::thread([&im] { im.worker_loop(); });
@@ -973,77 +1212,55 @@ void cluster::start() {
 
 void cluster::stop() {
   auto& im = *impl_;
-  if (!im.started || im.leaving.exchange(true)) return;
-  // Heartbeats stop; this thread does the leaving.
-  {
-    std::lock_guard lock{im.wake_mutex};
-    im.stopping = true;
-  }
+  if (!im.started || im.stopping.exchange(true)) return;
   im.wake.notify_all();
   if (im.heartbeat_thread.joinable()) im.heartbeat_thread.join();
-  kvStore_Delete(im.nodes_kv, im.self.c_str());  // peers stop assigning to us
-  {
-    std::lock_guard lock{im.state_mutex};
-    for (auto& l : im.leases)
-      if (l.state == impl::lease_state::held || l.state == impl::lease_state::starting)
-        im.hand_off(l);
-  }
-  // Wait for the hand-offs, renewing what is still ours meanwhile.
+  // Withdraw membership: peers stop assigning to us and wait for our leases.
+  kvStore_Delete(im.nodes_kv, im.self.c_str());
   auto deadline = steady::now() + im.options.shutdown_timeout;
-  while (steady::now() < deadline) {
-    bool busy = false;
-    {
-      std::lock_guard lock{im.state_mutex};
-      for (auto& l : im.leases) {
-        if (l.state == impl::lease_state::drained) im.release(l);
-        if (l.state == impl::lease_state::idle) continue;
-        busy = true;
-        std::uint64_t rev = 0;
-        if (steady::now() - l.renewed_at > im.options.heartbeat &&
-            kvStore_Update(&rev, im.leases_kv, l.key.c_str(), im.self.data(),
-                           static_cast<int>(im.self.size()), l.revision) == NATS_OK) {
-          l.revision = rev;
-          l.renewed_at = steady::now();
-        }
-      }
-    }
-    if (!busy) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  }
-  {
-    std::lock_guard lock{im.state_mutex};
-    for (auto& l : im.leases)
-      if (l.state != impl::lease_state::idle) {
-        im.log->warn("{} not handed off within the shutdown timeout; it expires after the TTL",
-                     l.key);
-        l.state = impl::lease_state::idle;
-      }
-  }
+  // Singletons first, while commands are still routed: a saga stopping
+  // here must not see its steps refused.
+  im.hand_off_all([](const impl::lease& l) { return l.singleton >= 0; }, deadline);
+  im.hand_off_all([](const impl::lease& l) { return l.shard >= 0; }, deadline);
+  im.leaving = true;
   im.node_.set_router([](command_envelope, command_completion done) {
     done(failure(command_status::unavailable, "node_leaving",
                  "this node has left the cluster; retry on another node"));
   });
+  // No more callbacks into us from NATS: drain waits for those running.
+  for (auto* sub : {im.command_sub, im.answer_sub}) {
+    if (sub == nullptr) continue;
+    if (natsSubscription_Drain(sub) == NATS_OK) natsSubscription_WaitForDrainCompletion(sub, 5000);
+    natsSubscription_Destroy(sub);
+  }
+  im.command_sub = im.answer_sub = nullptr;
+  {
+    std::lock_guard lock{im.forward_mutex};
+    im.timer_stop = true;
+  }
+  im.forward_wake.notify_all();
+  if (im.timer_thread.joinable()) im.timer_thread.join();
+  im.fail_waiting();
   {
     std::lock_guard lock{im.worker_mutex};
     im.worker_stop = true;
   }
   im.worker_wake.notify_all();
   if (im.worker_thread.joinable()) im.worker_thread.join();
-  im.forward_wake.notify_all();
-  if (im.timer_thread.joinable()) im.timer_thread.join();
-  if (im.command_sub) natsSubscription_Unsubscribe(im.command_sub);
-  if (im.answer_sub) natsSubscription_Unsubscribe(im.answer_sub);
-  im.fail_waiting();
-  natsSubscription_Destroy(im.command_sub);
-  natsSubscription_Destroy(im.answer_sub);
-  im.command_sub = im.answer_sub = nullptr;
+  {
+    std::lock_guard lock{im.state_mutex};
+    for (auto* w : {&im.nodes_watch, &im.leases_watch})
+      if (*w != nullptr) {
+        kvWatcher_Destroy(*w);
+        *w = nullptr;
+      }
+  }
   kvStore_Destroy(im.nodes_kv);
   kvStore_Destroy(im.leases_kv);
   jsCtx_Destroy(im.js);
-  natsConnection_Destroy(im.nc);
   im.nodes_kv = im.leases_kv = nullptr;
   im.js = nullptr;
-  im.nc = nullptr;
+  // The connection itself closes with the last holder (answers in flight).
   im.log->info("node {} left cluster {}", im.self, im.options.name);
 }
 
@@ -1054,12 +1271,15 @@ cluster_status cluster::status() const {
   st.self = im.self;
   st.shard_count = im.options.shards;
   st.connected = connected();
-  auto now_ns = unix_ns();
   {
     std::lock_guard lock{im.state_mutex};
-    st.members = im.members;
+    auto now = steady::now();
+    for (const auto& [id, m] : im.members)
+      st.members.push_back(
+          cluster_member{id, m.http_url,
+                         std::max(0.0, std::chrono::duration<double>(now - m.seen_at).count()), 0});
     for (const auto& l : im.leases)
-      (l.shard >= 0 ? st.shards : st.singletons).push_back(im.describe(l, now_ns));
+      (l.shard >= 0 ? st.shards : st.singletons).push_back(im.describe(l));
   }
   for (auto& m : st.members)
     for (const auto& s : st.shards) m.shards += s.owner == m.id;
@@ -1075,8 +1295,8 @@ cluster_status cluster::status() const {
 }
 
 bool cluster::connected() const {
-  auto& im = *impl_;
-  return im.nc != nullptr && natsConnection_Status(im.nc) == NATS_CONN_STATUS_CONNECTED;
+  auto nc = impl_->nc;
+  return nc != nullptr && natsConnection_Status(nc.get()) == NATS_CONN_STATUS_CONNECTED;
 }
 
 const std::string& cluster::self() const { return impl_->self; }

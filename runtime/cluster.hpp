@@ -142,7 +142,7 @@ class cluster {
 
  private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<impl> impl_;  // shared with callbacks that may outlive stop()
 };
 
 /// `id` made safe for a NATS subject token and a KV key.

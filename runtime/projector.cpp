@@ -76,6 +76,7 @@ struct projector::impl {
   projector_options options;
   std::shared_ptr<spdlog::logger> log;
   std::string checkpoint;
+  std::mutex sub_mutex;  // guards `sub` itself (status() vs start/stop)
   std::unique_ptr<subscription> sub;
   std::unique_ptr<view_store> views;
   std::atomic<bool> stopping{false};
@@ -322,7 +323,10 @@ projector::~projector() { stop(); }
 
 void projector::start() {
   auto& im = *impl_;
-  if (im.sub && im.sub->running()) return;
+  {
+    std::lock_guard lock{im.sub_mutex};
+    if (im.sub && im.sub->running()) return;
+  }
   im.stop_following();
   im.stopping = false;
   im.crashed = false;
@@ -344,7 +348,7 @@ void projector::start() {
   sub_options.filter_subject.clear();  // the previous-position chain needs every event
   sub_options.cumulative_acks = true;  // applied in order: one ack per batch
   sub_options.log = im.log;
-  im.sub = std::make_unique<subscription>(
+  auto sub = std::make_unique<subscription>(
       sub_options,
       [&im](std::span<const delivery> batch, std::span<verdict> verdicts) {
         im.handle(batch, verdicts);
@@ -363,14 +367,21 @@ void projector::start() {
           return false;
         }
       });
-  im.sub->start();
+  sub->start();
+  {
+    std::lock_guard lock{im.sub_mutex};
+    im.sub = std::move(sub);
+  }
   im.log->info("projector {} runs from position {}", im.def.name, im.position.load());
 }
 
 void projector::follow(std::chrono::milliseconds interval) {
   auto& im = *impl_;
   stop();
-  im.following = true;
+  {
+    std::lock_guard lock{im.follow_mutex};
+    im.following = true;
+  }
   im.follower = std::thread([&im, interval] {
     std::unique_ptr<view_store> vs;
     std::unique_lock lock{im.follow_mutex};
@@ -394,8 +405,13 @@ void projector::stop() {
   auto& im = *impl_;
   im.stop_following();
   im.stopping = true;
-  if (im.sub) im.sub->stop();
-  im.sub.reset();
+  std::unique_ptr<subscription> sub;
+  {
+    std::lock_guard lock{im.sub_mutex};
+    sub = std::move(im.sub);
+  }
+  if (sub) sub->stop();  // outside the lock: it waits for the batch in hand
+  sub.reset();
   im.views.reset();
 }
 
@@ -403,6 +419,7 @@ projection_status projector::status() const {
   auto& im = *impl_;
   projection_status s;
   s.name = im.def.name;
+  std::lock_guard sub_lock{im.sub_mutex};  // start/stop may run on another thread
   s.running = im.sub && im.sub->running() && !im.crashed;
   {
     std::lock_guard lock{im.follow_mutex};

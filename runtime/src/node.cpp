@@ -68,7 +68,9 @@ struct node::impl {
   std::shared_mutex lifecycle;
   bool accepting = false;
   bool stopped = false;
-  command_router router;
+  // Copied under `lifecycle` and called outside it: set_router may
+  // replace it while a call is running.
+  std::shared_ptr<const command_router> router;
 
   /// Checks a command may enter (running, under the in-flight bound, not
   /// empty), fills its ids; on refusal answers `done` and returns false.
@@ -170,9 +172,9 @@ void node::submit(command_envelope command, command_completion done) {
   std::shared_lock lock{im.lifecycle};
   if (!im.admit(command, done)) return;
   auto token = std::make_shared<detail::completion_token>(std::move(done), &im.context.counters);
-  if (im.router) {
+  if (auto router = im.router) {
     lock.unlock();  // the router may forward, retry or call submit_here
-    im.router(std::move(command), [token](command_result r) { token->complete(std::move(r)); });
+    (*router)(std::move(command), [token](command_result r) { token->complete(std::move(r)); });
     return;
   }
   caf::anon_send(im.region, detail::routed_command{std::move(command), std::move(token)});
@@ -236,8 +238,9 @@ void node::close_shard(int shard, std::function<void()> released) {
 
 void node::set_router(command_router router) {
   auto& im = *impl_;
+  auto shared = router ? std::make_shared<const command_router>(std::move(router)) : nullptr;
   std::unique_lock lock{im.lifecycle};
-  im.router = std::move(router);
+  im.router = std::move(shared);
 }
 
 command_result node::submit_and_wait(command_envelope command) {
