@@ -443,6 +443,22 @@ TEST(Cluster, OrdersSurviveAKilledNodeItsRestartAndAJoiningNode) {
   };
   ASSERT_TRUE(eventually([&] { return settled(n1.port, 3); }, std::chrono::seconds{30}))
       << "three nodes never shared the shards evenly";
+  {
+    // The CLI reads the same picture straight from NATS.
+    auto [code, out] = integration::run_troupe(
+        "cluster status --json --set nats.url=" + w.nats_url + " --set cluster.name=" + w.run +
+        " --set cluster.shards=" + std::to_string(shards));
+    ASSERT_EQ(code, 0) << out;
+    auto st = json::parse(out);
+    EXPECT_EQ(st.at("nodes").as_array().size(), 3u) << out;
+    std::size_t owned = 0;
+    for (const auto& s : st.at("shards").as_array()) owned += s.at("owner") != "";
+    EXPECT_EQ(owned, static_cast<std::size_t>(shards)) << out;
+    auto [bad, why] = integration::run_troupe("cluster status --set nats.url=" + w.nats_url +
+                                              " --set cluster.name=nosuch" + w.run);
+    EXPECT_NE(bad, 0);
+    EXPECT_NE(why.find("no cluster named"), std::string::npos) << why;
+  }
 
   ASSERT_NO_FATAL_FAILURE(seed_catalog(n1.port));
 

@@ -144,6 +144,9 @@ TEST_F(HttpApi, HealthReadinessMetricsAndEventCatalogAnswer) {
   EXPECT_EQ(ready.json().at("bus"), "ok");
 
   auto a = admin();
+  auto alone = a.get("/api/v1/cluster");
+  EXPECT_EQ(alone.status, 404) << alone.body;
+  EXPECT_NE(alone.body.find("not-clustered"), std::string::npos) << alone.body;
   make_book(a, 100, 1);
   auto metrics = c.get("/metrics");
   EXPECT_EQ(metrics.status, 200);
