@@ -151,8 +151,27 @@ struct subscription::impl {
   std::condition_variable queue_changed;
   std::deque<fetched> queue;  // at most one batch ahead of the handler
   std::thread fetcher;
+  std::atomic<bool> warned_oversized_fetch{false};
 
   std::size_t fetch_size() const { return std::max<std::size_t>(1, options.max_in_flight / 2); }
+
+  /// The batch to pass to natsSubscription_Fetch, which is also the room
+  /// nats.c allocates for the messages it returns. nats.c 3.4.1 (Debian)
+  /// first collects the messages already waiting in the subscription (late
+  /// answers to earlier fetches) without checking that room, and writes past
+  /// it (seen: 408 messages returned for a fetch of 250, the heap corrupted,
+  /// the node crashing later elsewhere). So when messages are waiting, ask
+  /// for all of them plus max_in_flight (the most the server can send us
+  /// unacknowledged, in case more land meanwhile); otherwise the normal
+  /// batch, half of max_in_flight, so the next batch fits beside the one
+  /// being handled. (Asking for more than the server can send would make
+  /// every fetch wait its full timeout.)
+  int fetch_room() const {
+    int waiting = 0, bytes = 0;
+    if (natsSubscription_GetPending(sub, &waiting, &bytes) != NATS_OK) waiting = 0;
+    return waiting > 0 ? waiting + static_cast<int>(options.max_in_flight)
+                       : static_cast<int>(fetch_size());
+  }
 
   /// The fetcher thread: fetches and decodes the next batch while the
   /// handler works on the current one (its database round trips overlap
@@ -172,7 +191,8 @@ struct subscription::impl {
       }
       fetched f;
       jsErrCode code = static_cast<jsErrCode>(0);
-      natsStatus s = natsSubscription_Fetch(&f.list, sub, static_cast<int>(fetch_size()),
+      const int room = fetch_room();
+      natsStatus s = natsSubscription_Fetch(&f.list, sub, room,
                                             options.fetch_wait.count(), &code);
       if (s == NATS_TIMEOUT) continue;
       if (s != NATS_OK) {
@@ -180,6 +200,19 @@ struct subscription::impl {
         log->warn("subscription {}: fetch failed: {}", options.durable, nats_error(s, code));
         std::this_thread::sleep_for(options.backoff_base);
         continue;
+      }
+      // Should nats.c still report more messages than it had room for (see
+      // fetch_room), the slots past the room are not messages: touching
+      // them, or letting natsMsgList_Destroy free them, corrupts the heap.
+      {
+        if (f.list.Count > room && !warned_oversized_fetch.exchange(true))
+          log->warn("subscription {}: nats.c returned {} messages for a fetch of {}; the rest "
+                    "are ignored (they are redelivered)",
+                    options.durable, f.list.Count, room);
+        int kept = 0;
+        for (int i = 0; i < std::min(f.list.Count, room); ++i)
+          if (f.list.Msgs[i] != nullptr) f.list.Msgs[kept++] = f.list.Msgs[i];
+        f.list.Count = kept;
       }
       f.batch.resize(static_cast<std::size_t>(f.list.Count));
       for (int i = 0; i < f.list.Count; ++i) {

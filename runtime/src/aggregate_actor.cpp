@@ -453,9 +453,18 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
         request_tail(self);
       },
       [self](events_loaded& m) { on_events_loaded(self, m.result); },
-      [self](passivate_request) {
+      [self](passivate_request& request) {
         auto& st = self->state;
         st.passivate_requested = true;
+        if (request.bounce_queued) {
+          for (auto& queued : st.queue) {
+            st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
+            queued.complete(make_failure(command_status::unavailable, "shard_moved",
+                                         "the shard of " + st.stream_id +
+                                             " is moving to another node; not applied here"));
+          }
+          st.queue.clear();
+        }
         if (st.current == phase::ready && st.queue.empty()) stop_actor(self);
       },
       [self](aggregate_release) { self->quit(); },

@@ -111,7 +111,11 @@ struct events_loaded {
 };
 
 // Region <-> aggregate.
-struct passivate_request {};
+struct passivate_request {
+  /// The shard is moving: answer queued (untried) commands `shard_moved`
+  /// so they go to the new owner now, instead of running them here first.
+  bool bounce_queued = false;
+};
 struct aggregate_stopped {
   std::string stream_id;
   std::uint64_t generation;

@@ -44,12 +44,12 @@ struct region_state {
 
 using region_actor = caf::stateful_actor<region_state>;
 
-void begin_passivation(region_actor* self, region_entry& entry) {
+void begin_passivation(region_actor* self, region_entry& entry, bool bounce_queued = false) {
   auto& st = self->state;
   entry.stopping = true;
   st.lru.erase(entry.lru);
   --st.active;
-  self->send(entry.actor, passivate_request{});
+  self->send(entry.actor, passivate_request{bounce_queued});
 }
 
 void make_room(region_actor* self) {
@@ -244,7 +244,7 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
         for (auto& [stream_id, entry] : st.entries)
           if (!entry.stopping && shard_of(stream_id, st.context->shard_count) == m.shard)
             to_stop.push_back(&entry);
-        for (auto* entry : to_stop) begin_passivation(self, *entry);
+        for (auto* entry : to_stop) begin_passivation(self, *entry, true);
         finish_shard_release_if_done(self, m.shard);
       },
       [self](region_drain) -> caf::result<bool> {
