@@ -156,17 +156,7 @@ int main() {
           "\"initial_stock\":1000000000}' " +
           url(port, "/api/v1/books"));
   auto script = logs + "/place.lua";
-  std::ofstream(script) << R"lua(
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-local run = tostring(math.random(1, 1000000000))
-local counter = 0
-request = function()
-  counter = counter + 1
-  local body = '{"order_id":"w' .. run .. '-' .. counter ..
-    '","buyer_id":"bench","items":[{"book_id":"bench-' .. (counter % 200) .. '","quantity":1}]}'
-  return wrk.format("POST", "/api/v1/orders", {["Content-Type"] = "application/json"}, body)
-end
-)lua";
+  std::ofstream(script) << place_order_script(200);
   // wrk against several nodes at once; the summed rate, the worst p99.
   auto spread_load = [&](std::vector<std::uint16_t> ports, int connections, int seconds) {
     std::vector<std::future<wrk_result>> parts;

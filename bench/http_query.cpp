@@ -89,17 +89,7 @@ int main() {
     return 1;
   }
   auto script = "/tmp/troupe_bench_place_" + std::to_string(getpid()) + ".lua";
-  std::ofstream(script) << R"lua(
-math.randomseed(os.time())
-local run = tostring(math.random(1, 1000000000))
-local counter = 0
-request = function()
-  counter = counter + 1
-  local body = '{"order_id":"w' .. run .. '-' .. counter ..
-    '","buyer_id":"bench","items":[{"book_id":"bench-' .. (counter % 200) .. '","quantity":1}]}'
-  return wrk.format("POST", "/api/v1/orders", {["Content-Type"] = "application/json"}, body)
-end
-)lua";
+  std::ofstream(script) << place_order_script(200);
 
   // The same query with a parameter the API ignores, new on every request:
   // no answer is reused, each goes to PostgreSQL.

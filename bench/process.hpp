@@ -106,4 +106,22 @@ inline wrk_result run_wrk(const std::string& target, const std::string& script,
   return r;
 }
 
+/// A wrk script placing one-line orders (`POST /api/v1/orders`) for the
+/// books bench-0 .. bench-<books-1>, each with a new order id (seeded per
+/// wrk process, so several wrk processes never collide).
+inline std::string place_order_script(int books) {
+  return R"lua(
+math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+local run = tostring(math.random(1, 1000000000))
+local counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"order_id":"w' .. run .. '-' .. counter ..
+    '","buyer_id":"bench","items":[{"book_id":"bench-' .. (counter % )lua" +
+         std::to_string(books) + R"lua() .. '","quantity":1}]}'
+  return wrk.format("POST", "/api/v1/orders", {["Content-Type"] = "application/json"}, body)
+end
+)lua";
+}
+
 }  // namespace troupe::bench

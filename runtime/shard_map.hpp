@@ -13,8 +13,9 @@ namespace troupe {
 
 /// FNV-1a, 64 bits: stable across builds, platforms and restarts (unlike
 /// std::hash), so every node maps a stream to the same shard.
-constexpr std::uint64_t stable_hash(std::string_view text) {
-  std::uint64_t h = 14695981039346656037ull;
+/// `h` continues a hash: stable_hash(b, stable_hash(a)) == stable_hash(a + b).
+constexpr std::uint64_t stable_hash(std::string_view text,
+                                    std::uint64_t h = 14695981039346656037ull) {
   for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ull;

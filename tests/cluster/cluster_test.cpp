@@ -105,14 +105,7 @@ struct cluster_node {
     return pid > 0 &&
            eventually([&] { return probe.get("/readyz").status == 200; }, std::chrono::seconds{60});
   }
-  int stop(int sig) {
-    if (pid <= 0) return -1;
-    kill(pid, sig);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
+  int stop(int sig) { return integration::stop_process(pid, sig); }
   ~cluster_node() { stop(SIGKILL); }
 };
 

@@ -63,14 +63,7 @@ struct serve_node {
   }
 
   /// Sends `sig` and returns the exit status.
-  int stop(int sig = SIGTERM) {
-    if (pid <= 0) return -1;
-    kill(pid, sig);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    pid = -1;
-    return status;
-  }
+  int stop(int sig = SIGTERM) { return integration::stop_process(pid, sig); }
 
   std::string token(const std::string& subject, bool admin) {
     http_client c(port);

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,6 +61,17 @@ inline pid_t start_serve(const std::vector<std::string>& sets,
     _exit(127);
   }
   return pid;
+}
+
+/// Sends `sig` to a child started here, waits for it and returns its exit
+/// status (-1 when there is none); `pid` is reset.
+inline int stop_process(pid_t& pid, int sig) {
+  if (pid <= 0) return -1;
+  kill(pid, sig);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  pid = -1;
+  return status;
 }
 
 /// Runs `troupe <args>`; its exit code and everything it printed.

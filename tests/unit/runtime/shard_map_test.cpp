@@ -27,6 +27,7 @@ TEST(ShardOf, IsStableAcrossBuildsAndSpreadsStreams) {
   // cluster to another shard.
   EXPECT_EQ(stable_hash(""), 14695981039346656037ull);
   EXPECT_EQ(stable_hash("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(stable_hash("rder-7", stable_hash("o")), stable_hash("order-7"));
   std::vector<int> per_shard(64);
   for (int i = 0; i < 64000; ++i) ++per_shard[shard_of("order-" + std::to_string(i), 64)];
   for (int n : per_shard) {
