@@ -1306,8 +1306,7 @@ void cluster::advertise_http(std::string url) {
   impl_->options.http_url = std::move(url);
 }
 
-cluster_status cluster::read(const std::string& nats_url, const std::string& name, int shards,
-                             std::chrono::milliseconds) {
+cluster_status cluster::read(const std::string& nats_url, const std::string& name, int shards) {
   cluster_status st;
   st.name = name;
   st.shard_count = shards;

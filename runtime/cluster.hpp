@@ -137,8 +137,7 @@ class cluster {
   const std::string& self() const;
 
   /// Reads a cluster's state straight from NATS (for `troupe cluster status`).
-  static cluster_status read(const std::string& nats_url, const std::string& name, int shards,
-                             std::chrono::milliseconds lease_ttl);
+  static cluster_status read(const std::string& nats_url, const std::string& name, int shards);
 
  private:
   struct impl;

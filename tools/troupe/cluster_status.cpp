@@ -12,8 +12,7 @@ namespace troupe::cli {
 int cluster_status_command(const config& cfg, bool json) {
   try {
     auto st = cluster::read(cfg.string("nats.url"), cfg.string("cluster.name"),
-                            static_cast<int>(cfg.integer("cluster.shards")),
-                            std::chrono::milliseconds{cfg.integer("cluster.lease_ttl_ms")});
+                            static_cast<int>(cfg.integer("cluster.shards")));
     std::cout << (json ? st.to_json() + "\n" : st.to_text());
     return 0;
   } catch (const std::exception& e) {
