@@ -2,6 +2,7 @@
 
 #include "http/problem.hpp"
 
+#include <pthread.h>
 #include <algorithm>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -333,7 +334,11 @@ void server::start() {
                              std::to_string(s.options.port) + ": " + e.what());
   }
   s.accept_next();
-  for (auto& context : s.contexts) s.threads.emplace_back([c = context.get()] { c->run(); });
+  for (auto& context : s.contexts)
+    s.threads.emplace_back([c = context.get()] {
+      pthread_setname_np(pthread_self(), "troupe.http");
+      c->run();
+    });
 }
 
 std::uint16_t server::port() const { return impl_->bound_port; }

@@ -65,11 +65,19 @@ struct snapshot_result {
   std::optional<snapshot_record> snapshot;
 };
 
+/// What an aggregate needs to come alive: its latest snapshot and the
+/// first page of events after it (after version 0 when there is none).
+struct stream_head_result {
+  snapshot_result snapshot;  // an error here means nothing was read
+  read_result tail;
+};
+
 class event_store {
  public:
   using append_callback = std::function<void(append_result)>;
   using read_callback = std::function<void(read_result)>;
   using snapshot_callback = std::function<void(snapshot_result)>;
+  using head_callback = std::function<void(stream_head_result)>;
   using done_callback = std::function<void(store_errc, std::string)>;
 
   virtual ~event_store() = default;
@@ -89,6 +97,25 @@ class event_store {
 
   /// The latest snapshot of a stream, if any.
   virtual void load_snapshot(std::string stream_id, snapshot_callback done) = 0;
+
+  /// The latest snapshot of a stream and up to `max_count` events after it.
+  /// Stores may serve many of these in one round trip (PostgreSQL does);
+  /// this default loads the snapshot, then reads the tail.
+  virtual void load_stream_head(std::string stream_id, std::size_t max_count, head_callback done) {
+    load_snapshot(stream_id, [this, stream_id, max_count,
+                              done = std::move(done)](snapshot_result snapshot) mutable {
+      if (snapshot.error != store_errc::ok) {
+        done(stream_head_result{std::move(snapshot), {}});
+        return;
+      }
+      auto from = snapshot.snapshot ? snapshot.snapshot->version.next() : stream_version{1};
+      read_stream(
+          std::move(stream_id), from, max_count,
+          [snapshot = std::move(snapshot), done = std::move(done)](read_result tail) mutable {
+            done(stream_head_result{std::move(snapshot), std::move(tail)});
+          });
+    });
+  }
 
   /// Stores a snapshot, replacing an older one of the same stream.
   virtual void save_snapshot(snapshot_record snapshot, done_callback done) = 0;

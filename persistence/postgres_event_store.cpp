@@ -1,5 +1,6 @@
 #include "persistence/postgres_event_store.hpp"
 
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -64,6 +65,10 @@ class array_literal {
   }
   std::string text_;
 };
+
+std::int64_t row_limit(std::size_t max_count) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX));
+}
 
 /// timestamptz text in UTC with microseconds, for COPY.
 std::string timestamp_text(clock_type::time_point t) {
@@ -169,6 +174,16 @@ void prepare_statements(pqxx::connection& c) {
       "INSERT INTO troupe_checkpoints AS c (name, position, updated_at) VALUES ($1, $2, now()) "
       "ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = now() "
       "WHERE c.position < excluded.position");
+  // Stream heads, many streams per round trip (aggregate activations).
+  c.prepare("troupe_load_snapshots",
+            "SELECT stream_id, stream_version, schema_version, state::text FROM troupe_snapshots "
+            "WHERE stream_id = ANY($1::text[])");
+  c.prepare("troupe_read_stream_heads",
+            std::string("SELECT e.* FROM unnest($1::text[], $2::bigint[]) AS w(sid, after_version) "
+                        "CROSS JOIN LATERAL (SELECT ") +
+                event_columns +
+                " FROM troupe_events WHERE stream_id = w.sid AND stream_version > "
+                "w.after_version ORDER BY stream_version LIMIT $3) e");
   c.prepare("troupe_load_snapshot",
             "SELECT stream_version, schema_version, state::text FROM troupe_snapshots "
             "WHERE stream_id = $1");
@@ -217,6 +232,16 @@ struct read_job {
   std::function<void(store_errc, std::string)> fail;
 };
 
+struct pending_head {
+  std::string stream_id;
+  std::size_t max_count = 0;
+  event_store::head_callback done;
+};
+
+/// At most this many stream heads per query: activations arriving together
+/// (a burst of new orders) share one round trip instead of two each.
+constexpr std::size_t max_heads_per_query = 256;
+
 }  // namespace
 
 struct postgres_event_store::impl {
@@ -230,6 +255,7 @@ struct postgres_event_store::impl {
   std::mutex read_mutex;
   std::condition_variable read_ready;
   std::deque<read_job> reads;
+  std::deque<pending_head> heads;  // guarded by read_mutex
 
   bool stopping = false;                              // guarded by both mutexes (set under each)
   int busy_writers = 0;                               // guarded by append_mutex
@@ -710,16 +736,76 @@ struct postgres_event_store::impl {
 
   // -- readers ------------------------------------------------------------
 
+  /// Snapshots and first event pages of many streams, in two statements.
+  static std::function<void()> load_heads(pqxx::connection& c, std::vector<pending_head>& batch) {
+    std::unordered_map<std::string, snapshot_record> snapshots;
+    std::unordered_map<std::string, std::vector<recorded_event>> tails;
+    {
+      pqxx::nontransaction tx(c);
+      array_literal ids;
+      std::size_t page = 0;
+      for (const auto& h : batch) {
+        ids.quoted(h.stream_id);
+        page = std::max(page, h.max_count);
+      }
+      auto id_list = ids.finish();
+      for (const auto& row : tx.exec_prepared("troupe_load_snapshots", id_list)) {
+        auto id = row[0].as<std::string>();
+        snapshots[id] = snapshot_record{id, stream_version{row[1].as<std::int64_t>()},
+                                        row[2].as<int>(), row[3].as<std::string>()};
+      }
+      array_literal after;
+      for (const auto& h : batch) {
+        auto it = snapshots.find(h.stream_id);
+        after.number(it == snapshots.end() ? 0 : it->second.version.value);
+      }
+      for (const auto& row :
+           tx.exec_prepared("troupe_read_stream_heads", id_list, after.finish(), row_limit(page))) {
+        auto e = event_from_row(row);
+        tails[e.stream_id].push_back(std::move(e));
+      }
+    }
+    return [batch = std::move(batch), snapshots = std::move(snapshots),
+            tails = std::move(tails)]() mutable {
+      for (auto& h : batch) {
+        stream_head_result r;
+        if (auto s = snapshots.find(h.stream_id); s != snapshots.end())
+          r.snapshot.snapshot = s->second;
+        if (auto t = tails.find(h.stream_id); t != tails.end()) {
+          r.tail.events = t->second;
+          if (r.tail.events.size() > h.max_count) r.tail.events.resize(h.max_count);
+        }
+        h.done(std::move(r));
+      }
+    };
+  }
+
   void reader_loop() {
     std::unique_ptr<pqxx::connection> conn;
+    bool heads_first = true;
     while (true) {
       read_job job;
       {
         std::unique_lock lock{read_mutex};
-        read_ready.wait(lock, [&] { return stopping || !reads.empty(); });
-        if (reads.empty()) return;
-        job = std::move(reads.front());
-        reads.pop_front();
+        read_ready.wait(lock, [&] { return stopping || !reads.empty() || !heads.empty(); });
+        if (reads.empty() && heads.empty()) return;
+        // Alternate between the two queues so neither starves the other.
+        heads_first = !heads_first;
+        if (!heads.empty() && (heads_first || reads.empty())) {
+          auto batch = std::make_shared<std::vector<pending_head>>();
+          while (!heads.empty() && batch->size() < max_heads_per_query) {
+            batch->push_back(std::move(heads.front()));
+            heads.pop_front();
+          }
+          job = read_job{[batch](pqxx::connection& c) { return load_heads(c, *batch); },
+                         [batch](store_errc e, std::string m) {
+                           for (auto& h : *batch)
+                             h.done(stream_head_result{snapshot_result{e, m, std::nullopt}, {}});
+                         }};
+        } else {
+          job = std::move(reads.front());
+          reads.pop_front();
+        }
       }
       std::function<void()> deliver;
       try {
@@ -778,9 +864,15 @@ postgres_event_store::postgres_event_store(postgres_store_options options) : imp
                              clean_message(e.what()));
   }
   for (std::size_t i = 0; i < im.options.writer_connections; ++i)
-    im.threads.emplace_back([&im] { im.writer_loop(); });
+    im.threads.emplace_back([&im] {
+      pthread_setname_np(pthread_self(), "troupe.pg.write");
+      im.writer_loop();
+    });
   for (std::size_t i = 0; i < im.options.reader_connections; ++i)
-    im.threads.emplace_back([&im] { im.reader_loop(); });
+    im.threads.emplace_back([&im] {
+      pthread_setname_np(pthread_self(), "troupe.pg.read");
+      im.reader_loop();
+    });
 }
 
 postgres_event_store::~postgres_event_store() { stop(); }
@@ -851,10 +943,6 @@ read_job event_query(const char* statement, event_store::read_callback done, Par
       }};
 }
 
-std::int64_t row_limit(std::size_t max_count) {
-  return static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX));
-}
-
 }  // namespace
 
 void postgres_event_store::read_stream(std::string stream_id, stream_version from,
@@ -889,6 +977,26 @@ void postgres_event_store::load_snapshot(std::string stream_id, snapshot_callbac
                [shared_done](store_errc e, std::string m) {
                  (*shared_done)(snapshot_result{e, m, std::nullopt});
                }});
+}
+
+void postgres_event_store::load_stream_head(std::string stream_id, std::size_t max_count,
+                                            head_callback done) {
+  auto& im = *impl_;
+  bool stopped;
+  {
+    std::lock_guard lock{im.read_mutex};
+    stopped = im.stopping;
+    if (!stopped && im.heads.size() < im.options.max_queued_reads) {
+      im.heads.push_back(pending_head{std::move(stream_id), max_count, std::move(done)});
+      im.read_ready.notify_one();
+      return;
+    }
+  }
+  done(stream_head_result{
+      snapshot_result{stopped ? store_errc::unavailable : store_errc::overloaded,
+                      stopped ? "event store is stopped" : "event store read queue is full",
+                      std::nullopt},
+      {}});
 }
 
 void postgres_event_store::save_snapshot(snapshot_record snapshot, done_callback done) {

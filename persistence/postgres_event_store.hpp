@@ -62,6 +62,7 @@ class postgres_event_store final : public event_store {
                    read_callback done) override;
   void read_all(global_position after, std::size_t max_count, read_callback done) override;
   void load_snapshot(std::string stream_id, snapshot_callback done) override;
+  void load_stream_head(std::string stream_id, std::size_t max_count, head_callback done) override;
   void save_snapshot(snapshot_record snapshot, done_callback done) override;
   void load_checkpoint(std::string name, checkpoint_callback done) override;
   void save_checkpoint(std::string name, global_position position, done_callback done) override;

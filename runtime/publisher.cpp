@@ -1,6 +1,7 @@
 #include "runtime/publisher.hpp"
 
 #include <nats/nats.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -408,7 +409,10 @@ void event_publisher::start() {
   im.connect();
   im.ensure_stream();
   im.alive = true;
-  im.thread = std::thread([&im] { im.run(); });
+  im.thread = std::thread([&im] {
+    pthread_setname_np(pthread_self(), "troupe.publish");
+    im.run();
+  });
 }
 
 void event_publisher::stop() {

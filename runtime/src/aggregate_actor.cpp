@@ -416,9 +416,12 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
   context->counters.activations.fetch_add(1, std::memory_order_relaxed);
 
   auto handle = caf::actor_cast<caf::actor>(self);
-  context->store->load_snapshot(st.stream_id, [handle](snapshot_result r) {
-    caf::anon_send(handle, snapshot_loaded{std::move(r)});
-  });
+  // Snapshot and first page of events in one request: the store serves
+  // many activations per round trip.
+  context->store->load_stream_head(
+      st.stream_id, context->recovery_page, [handle](stream_head_result r) {
+        caf::anon_send(handle, snapshot_loaded{std::move(r.snapshot), std::move(r.tail)});
+      });
 
   return {
       [self](routed_command& command) {
@@ -449,7 +452,13 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
                         "cannot load snapshot of " + st.stream_id + ": " + m.result.message);
           return;
         }
-        if (m.result.snapshot) restore_snapshot(st, *m.result.snapshot);
+        bool restored = m.result.snapshot && restore_snapshot(st, *m.result.snapshot);
+        // The tail read with the snapshot starts after the snapshot's
+        // version: usable only when the snapshot was (or there was none).
+        if (m.tail && (restored || !m.result.snapshot)) {
+          on_events_loaded(self, *m.tail);
+          return;
+        }
         request_tail(self);
       },
       [self](events_loaded& m) { on_events_loaded(self, m.result); },
@@ -459,9 +468,9 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
         if (request.bounce_queued) {
           for (auto& queued : st.queue) {
             st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
-            queued.complete(make_failure(command_status::unavailable, "shard_moved",
-                                         "the shard of " + st.stream_id +
-                                             " is moving to another node; not applied here"));
+            queued.complete(make_failure(
+                command_status::unavailable, "shard_moved",
+                "the shard of " + st.stream_id + " is moving to another node; not applied here"));
           }
           st.queue.clear();
         }

@@ -105,6 +105,8 @@ struct append_completed {
 };
 struct snapshot_loaded {
   snapshot_result result;
+  /// The events after the snapshot, when they were read with it.
+  std::optional<read_result> tail;
 };
 struct events_loaded {
   read_result result;

@@ -5,6 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+
+#include <map>
+
+#include <condition_variable>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -216,6 +222,66 @@ TEST_P(EventStoreContract, SnapshotsKeepTheNewest) {
   ASSERT_TRUE(snapshot.has_value());
   EXPECT_EQ(snapshot->version, stream_version{10});
   EXPECT_EQ(snapshot->state, "{\"a\":10}");
+}
+
+// Heads are what activations read: the newest snapshot and a page of the
+// events after it. Many are asked for at once, as a burst of activations
+// does (PostgreSQL serves them together); each gets its own stream's.
+TEST_P(EventStoreContract, StreamHeadsAreTheSnapshotAndThePageAfterIt) {
+  ASSERT_EQ(sync::append(*store_, request(s("plain"), expected_version::any(), 5)).error,
+            store_errc::ok);
+  ASSERT_EQ(sync::append(*store_, request(s("snap"), expected_version::any(), 4)).error,
+            store_errc::ok);
+  ASSERT_EQ(sync::save_snapshot(*store_, {s("snap"), stream_version{2}, 1, "{\"a\":2}"}),
+            store_errc::ok);
+  constexpr int many = 40;
+  for (int i = 0; i < many; ++i)
+    ASSERT_EQ(sync::append(*store_,
+                           request(s("m" + std::to_string(i)), expected_version::any(), 1 + i % 3))
+                  .error,
+              store_errc::ok);
+
+  std::mutex mutex;
+  std::condition_variable arrived;
+  std::map<std::string, stream_head_result> heads;
+  std::vector<std::pair<std::string, std::size_t>> asks{
+      {s("plain"), 3}, {s("snap"), 10}, {s("none"), 10}};
+  for (int i = 0; i < many; ++i) asks.emplace_back(s("m" + std::to_string(i)), 10);
+  for (const auto& [stream, page] : asks)
+    store_->load_stream_head(stream, page, [&, stream = stream](stream_head_result r) {
+      std::lock_guard lock{mutex};
+      heads[stream] = std::move(r);
+      arrived.notify_all();
+    });
+  std::unique_lock lock{mutex};
+  ASSERT_TRUE(arrived.wait_for(lock, std::chrono::seconds{30},
+                               [&] { return heads.size() == asks.size(); }));
+
+  const auto& plain = heads[s("plain")];
+  EXPECT_EQ(plain.snapshot.error, store_errc::ok);
+  EXPECT_FALSE(plain.snapshot.snapshot.has_value());
+  ASSERT_EQ(plain.tail.events.size(), 3u);  // the page, not the stream
+  EXPECT_EQ(plain.tail.events[0].version, stream_version{1});
+  EXPECT_EQ(plain.tail.events[2].version, stream_version{3});
+
+  const auto& snap = heads[s("snap")];
+  ASSERT_TRUE(snap.snapshot.snapshot.has_value());
+  EXPECT_EQ(snap.snapshot.snapshot->version, stream_version{2});
+  EXPECT_EQ(snap.snapshot.snapshot->state, "{\"a\":2}");
+  ASSERT_EQ(snap.tail.events.size(), 2u);
+  EXPECT_EQ(snap.tail.events[0].version, stream_version{3});
+  EXPECT_EQ(snap.tail.events[1].version, stream_version{4});
+
+  const auto& none = heads[s("none")];
+  EXPECT_FALSE(none.snapshot.snapshot.has_value());
+  EXPECT_TRUE(none.tail.events.empty());
+
+  for (int i = 0; i < many; ++i) {
+    auto stream = s("m" + std::to_string(i));
+    const auto& h = heads[stream];
+    ASSERT_EQ(h.tail.events.size(), static_cast<std::size_t>(1 + i % 3)) << stream;
+    for (const auto& e : h.tail.events) EXPECT_EQ(e.stream_id, stream);
+  }
 }
 
 }  // namespace troupe::contract
