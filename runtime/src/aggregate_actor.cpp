@@ -28,6 +28,42 @@ struct applied_command {
 
 enum class phase : std::uint8_t { recovering, ready, appending };
 
+/// A FIFO that allocates nothing while empty and little while short. A
+/// std::deque allocates ~600 bytes up front; two per actor were a quarter
+/// of a live aggregate's memory (live_aggregates_mem).
+template <class T>
+class small_fifo {
+ public:
+  bool empty() const { return head_ == items_.size(); }
+  std::size_t size() const { return items_.size() - head_; }
+  T& front() { return items_[head_]; }
+  T& back() { return items_.back(); }
+  void push_back(T value) { items_.push_back(std::move(value)); }
+  void pop_front() {
+    items_[head_] = T{};  // release what it holds now, not at the next compaction
+    if (++head_ == items_.size()) {
+      clear();
+    } else if (head_ >= 16 && head_ * 2 >= items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  void clear() {
+    items_.clear();
+    head_ = 0;
+  }
+  auto begin() { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  auto end() { return items_.end(); }
+  auto begin() const { return items_.begin() + static_cast<std::ptrdiff_t>(head_); }
+  auto end() const { return items_.end(); }
+  auto rbegin() const { return items_.rbegin(); }
+  auto rend() const { return items_.rend() - static_cast<std::ptrdiff_t>(head_); }
+
+ private:
+  std::vector<T> items_;
+  std::size_t head_ = 0;
+};
+
 struct aggregate_state {
   hosting_context* context = nullptr;
   const hosted_type* type = nullptr;
@@ -42,9 +78,9 @@ struct aggregate_state {
   bool passivate_requested = false;
   bool stopped = false;
 
-  std::deque<routed_command> queue;  // commands waiting their turn
+  small_fifo<routed_command> queue;  // commands waiting their turn
   routed_command in_flight;          // the command whose append is pending
-  std::deque<applied_command> recent;
+  small_fifo<applied_command> recent;
 
   static inline const char* name = "aggregate";
 };
