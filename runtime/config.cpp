@@ -184,6 +184,13 @@ const std::vector<setting>& schema() {
        0,
        {},
        "run the bookstore's projectors (needs the publisher's JetStream stream)"},
+      {"projections.only",
+       value_kind::string,
+       0,
+       0,
+       {},
+       "comma-separated projection names to run (empty: all); the others' views are not "
+       "kept current"},
       {"projections.consumer_prefix",
        value_kind::string,
        0,

@@ -33,6 +33,21 @@ namespace troupe::cli {
 
 namespace {
 
+/// "a, b,c" -> {"a", "b", "c"}; empty entries dropped.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  for (char ch : text + ",") {
+    if (ch == ',') {
+      if (!item.empty()) out.push_back(item);
+      item.clear();
+    } else if (ch != ' ') {
+      item.push_back(ch);
+    }
+  }
+  return out;
+}
+
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -514,9 +529,17 @@ int serve(const config& cfg, const serve_options& options) {
 
   std::vector<std::unique_ptr<projector>> projectors;
   if (publishing && cfg.boolean("projections.enabled")) {
-    for (auto& def : bookstore::bookstore_projections())
-      projectors.push_back(
-          std::make_unique<projector>(std::move(def), store, projector_settings(cfg)));
+    auto only = split_list(cfg.string("projections.only"));
+    auto all = bookstore::bookstore_projections();
+    for (const auto& name : only)
+      if (std::none_of(all.begin(), all.end(), [&](const auto& d) { return d.name == name; })) {
+        log->error("projections.only names '{}', which is not a projection", name);
+        return 2;
+      }
+    for (auto& def : all)
+      if (only.empty() || std::find(only.begin(), only.end(), def.name) != only.end())
+        projectors.push_back(
+            std::make_unique<projector>(std::move(def), store, projector_settings(cfg)));
   }
 
   // One host per saga type on a single node; in a cluster one per partition
