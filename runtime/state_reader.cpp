@@ -14,48 +14,68 @@ struct reading {
   stream_version version{0};
 };
 
+/// Applies events to the reading; false (and answered) when one cannot be.
+bool apply_events(reading& r, const std::vector<recorded_event>& events) {
+  for (const auto& e : events) {
+    if (auto problem = r.instance->apply(e)) {
+      state_read out;
+      out.error = store_errc::invalid_input;
+      out.message = "event " + std::to_string(e.version.value) + " of " + r.stream_id +
+                    " cannot be read: " + *problem;
+      r.done(std::move(out));
+      return false;
+    }
+    r.version = e.version;
+  }
+  return true;
+}
+
+void answer(reading& r) {
+  state_read out;
+  out.state = r.instance->save_state();
+  out.version = r.version;
+  r.done(std::move(out));
+}
+
+bool failed(reading& r, store_errc error, std::string& message) {
+  if (error == store_errc::ok) return false;
+  state_read out;
+  out.error = error;
+  out.message = std::move(message);
+  r.done(std::move(out));
+  return true;
+}
+
 void finish_with_tail(std::shared_ptr<reading> r) {
   auto from = stream_version{r->version.value + 1};
   auto store = r->store;
   auto stream = r->stream_id;
   store->read_stream(std::move(stream), from, SIZE_MAX, [r](read_result tail) {
-    state_read out;
-    if (tail.error != store_errc::ok) {
-      out.error = tail.error;
-      out.message = std::move(tail.message);
-      return r->done(std::move(out));
-    }
-    for (const auto& e : tail.events) {
-      if (auto problem = r->instance->apply(e)) {
-        out.error = store_errc::invalid_input;
-        out.message = "event " + std::to_string(e.version.value) + " of " + r->stream_id +
-                      " cannot be read: " + *problem;
-        return r->done(std::move(out));
-      }
-      r->version = e.version;
-    }
-    out.state = r->instance->save_state();
-    out.version = r->version;
-    r->done(std::move(out));
+    if (failed(*r, tail.error, tail.message)) return;
+    if (apply_events(*r, tail.events)) answer(*r);
   });
 }
 
 /// Uses the snapshot when it fits this build's state schema; any problem
 /// with it only means reading the whole stream.
-void restore(reading& r, const snapshot_record& snapshot, int schema_version,
+bool restore(reading& r, const snapshot_record& snapshot, int schema_version,
              const std::function<std::unique_ptr<aggregate_instance>()>& make_instance) {
-  if (snapshot.schema_version != schema_version) return;
+  if (snapshot.schema_version != schema_version) return false;
   boost::system::error_code ec;
   auto doc = boost::json::parse(snapshot.state, ec);
-  if (ec || !doc.is_object()) return;
+  if (ec || !doc.is_object()) return false;
   const auto* state = doc.as_object().if_contains("state");
-  if (state == nullptr) return;
+  if (state == nullptr) return false;
   if (r.instance->load_state(*state)) {
     r.instance = make_instance();
-    return;
+    return false;
   }
   r.version = snapshot.version;
+  return true;
 }
+
+/// Events read with the snapshot; a longer tail is read afterwards.
+constexpr std::size_t head_page = 1000;
 
 }  // namespace
 
@@ -69,18 +89,20 @@ void read_state(std::shared_ptr<event_store> store, const aggregate_type& type,
   auto make_instance = type.make_instance;
   auto schema_version = type.state_schema_version;
   auto store_ref = r->store;
-  store_ref->load_snapshot(std::move(stream_id),
-                           [r, make_instance, schema_version](snapshot_result s) {
-                             if (s.error != store_errc::ok) {
-                               state_read out;
-                               out.error = s.error;
-                               out.message = std::move(s.message);
-                               return r->done(std::move(out));
-                             }
-                             if (s.snapshot)
-                               restore(*r, *s.snapshot, schema_version, make_instance);
-                             finish_with_tail(r);
-                           });
+  // Snapshot and the events after it in one request (the PostgreSQL store
+  // serves many per round trip); only a long tail needs a second read.
+  store_ref->load_stream_head(
+      std::move(stream_id), head_page, [r, make_instance, schema_version](stream_head_result head) {
+        if (failed(*r, head.snapshot.error, head.snapshot.message)) return;
+        // A snapshot this build cannot use: read the whole stream instead.
+        if (head.snapshot.snapshot &&
+            !restore(*r, *head.snapshot.snapshot, schema_version, make_instance))
+          return finish_with_tail(r);
+        if (failed(*r, head.tail.error, head.tail.message)) return;
+        if (!apply_events(*r, head.tail.events)) return;
+        if (head.tail.events.size() >= head_page) return finish_with_tail(r);
+        answer(*r);
+      });
 }
 
 }  // namespace troupe
