@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "bench/bench_env.hpp"
+#include "bench/nats_env.hpp"
 #include "bench/result.hpp"
 #include "persistence/postgres_event_store.hpp"
 #include "persistence/sync.hpp"
@@ -134,17 +135,6 @@ double raw_rate(const std::string& stream, int count, std::int64_t max_pending) 
   return count / seconds;
 }
 
-void delete_stream(const std::string& stream) {
-  natsConnection* nc = nullptr;
-  jsCtx* js = nullptr;
-  natsConnection_ConnectTo(&nc, env("TROUPE_NATS_URL").c_str());
-  natsConnection_JetStream(&js, nc, nullptr);
-  jsErrCode code = static_cast<jsErrCode>(0);
-  js_DeleteStream(js, stream.c_str(), nullptr, &code);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,7 +155,7 @@ int main(int argc, char** argv) {
     auto stream = "BENCH_PUB_" + std::to_string(r);
     raw.push_back(raw_rate("BENCH_RAW_" + std::to_string(r), count, 4000));
     ours.push_back(publisher_rate(store, stream, "bench-" + std::to_string(r), last_position));
-    delete_stream(stream);
+    troupe::bench::delete_stream(stream);
     std::printf(
         "round %d: publisher %.0f events/s, raw JetStream async publish %.0f msgs/s (%.1f%%)\n",
         r + 1, ours.back(), raw.back(), 100 * ours.back() / raw.back());

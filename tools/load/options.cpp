@@ -1,5 +1,7 @@
 #include "tools/load/options.hpp"
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <ctime>
@@ -130,7 +132,9 @@ parse_result parse_options(int argc, const char* const* argv) {
   app.add_option("--pg-url", o.postgres_url,
                  "PostgreSQL for --audit (default: $TROUPE_POSTGRES_URL)");
   app.add_flag("-q,--quiet", o.quiet, "no progress lines");
-  app.add_option("--run-id", o.run_id, "keeps order ids of separate runs apart (default: time)");
+  app.add_option("--run-id", o.run_id,
+                 "keeps order ids of separate runs apart (default: time and process id); a reused "
+                 "id makes orders collide (409)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -213,7 +217,9 @@ parse_result parse_options(int argc, const char* const* argv) {
     if (const char* env = std::getenv("TROUPE_POSTGRES_URL")) o.postgres_url = env;
     if (o.postgres_url.empty()) return fail("--audit needs --pg-url or TROUPE_POSTGRES_URL");
   }
-  if (o.run_id.empty()) o.run_id = std::to_string(std::time(nullptr));
+  // Seconds and process id: two runs started in the same second differ.
+  if (o.run_id.empty())
+    o.run_id = std::to_string(std::time(nullptr)) + "_" + std::to_string(getpid());
   if (o.run_id.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") != std::string::npos)
     return fail("--run-id must be lower-case letters, digits or '_'");
   result.options = std::move(o);
