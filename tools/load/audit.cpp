@@ -19,6 +19,7 @@
 
 #include "actors/projections.hpp"
 #include "actors/sagas.hpp"
+#include "http/server.hpp"
 #include "persistence/event_store.hpp"
 #include "persistence/postgres/pg_connection.hpp"
 #include "persistence/postgres/view_store.hpp"
@@ -37,25 +38,6 @@ const std::string fulfilment_saga{bookstore::order_fulfilment::name};
 const std::string rating_saga{bookstore::rating_saga::name};
 
 // ---- keeping credentials out of every message --------------------------------
-
-std::string percent_decoded(std::string_view s) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex(s[i + 1]) >= 0 && hex(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 /// Replaces the connection string and the password in it (URI user info,
 /// `password=` in a URI query or in key=value form) with "***" in any text
@@ -100,7 +82,7 @@ class redactor {
   void add(std::string_view secret) {
     // Very short passwords would turn ordinary digits and words into "***";
     // they are no secret worth the garbled report.
-    for (auto s : {std::string(secret), percent_decoded(secret)})
+    for (auto s : {std::string(secret), http::percent_decode(secret, false)})
       if (s.size() >= 3) secrets_.push_back(std::move(s));
   }
   static void replace_all(std::string& text, const std::string& secret) {

@@ -479,6 +479,24 @@ class worker {
             std::string(r.kind) + " " + std::to_string(status) + (slug.empty() ? "" : " " + slug);
       }
     };
+    // Records the answer; a wrong status ends the flow as failed.
+    auto answered_ok = [&](int good, bool command) {
+      expect({good});
+      record(f, r.kind, status, ok, command, now, error_kind, target);
+      if (!ok) {
+        f->failed = true;
+        finish(f);
+      }
+      return ok;
+    };
+    // The flow's next request, due now.
+    auto next_request = [&](http::verb method, std::string target_path, std::string request_body,
+                            const char* kind, bool command) {
+      ++f->step;
+      f->step_start = now;
+      f->request = {method, std::move(target_path), std::move(request_body), kind, command};
+      ready(f);
+    };
     switch (f->kind) {
       case scenario_kind::seed: {
         expect({200, 201, 409});
@@ -494,52 +512,28 @@ class worker {
         return;
       }
       case scenario_kind::browse:
-        expect({200});
-        record(f, r.kind, status, ok, false, now, error_kind, target);
-        f->failed = !ok;
-        return finish(f);
+        if (answered_ok(200, false)) finish(f);
+        return;
       case scenario_kind::place_complete:
         if (f->step == 0) {
-          expect({201});
-          record(f, r.kind, status, ok, true, now, error_kind, target);
-          if (!ok) {
-            f->failed = true;
-            return finish(f);
-          }
+          if (!answered_ok(201, true)) return;
           acknowledge(f);
-          f->step = 1;
-          f->step_start = now;
-          f->request = {http::verb::post, std::string(api) + "/orders/" + f->order_id + "/complete",
-                        "", "complete", true};
-          return ready(f);
+          return next_request(http::verb::post,
+                              std::string(api) + "/orders/" + f->order_id + "/complete", "",
+                              "complete", true);
         }
-        expect({200});
-        record(f, r.kind, status, ok, true, now, error_kind, target);
-        f->failed = !ok;
-        return finish(f);
+        if (answered_ok(200, true)) finish(f);
+        return;
       case scenario_kind::checkout:
         if (f->step == 0) {
-          expect({200});
-          record(f, r.kind, status, ok, true, now, error_kind, target);
-          if (!ok) {
-            f->failed = true;
-            return finish(f);
-          }
-          f->step = 1;
-          f->step_start = now;
-          f->request = {http::verb::post, std::string(api) + "/orders",
-                        json::serialize(json::object{{"order_id", f->order_id},
-                                                     {"buyer_id", buyer_id(f->buyer)}}),
-                        "place", true};
-          return ready(f);
+          if (!answered_ok(200, true)) return;
+          return next_request(http::verb::post, std::string(api) + "/orders",
+                              json::serialize(json::object{{"order_id", f->order_id},
+                                                           {"buyer_id", buyer_id(f->buyer)}}),
+                              "place", true);
         }
         if (f->step == 1) {
-          expect({201});
-          record(f, r.kind, status, ok, true, now, error_kind, target);
-          if (!ok) {
-            f->failed = true;
-            return finish(f);
-          }
+          if (!answered_ok(201, true)) return;
           acknowledge(f);
           f->step = 2;
           f->request = {http::verb::get, std::string(api) + "/orders/" + f->order_id, "",
