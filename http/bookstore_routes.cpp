@@ -592,8 +592,11 @@ void bookstore_api::impl::add_shopping_routes() {
                                             "book '" + q->missing + "' is not in the catalog"));
                   auto items = q->items;
                   run_command(c,
+                              // A new order id: its aggregate need not read
+                              // a stream that is almost surely empty.
                               node::make_envelope<order>(
-                                  order_id, place_order{order_id, buyer, items, now_ms()}),
+                                  order_id, place_order{order_id, buyer, items, now_ms()},
+                                  {.creates_stream = true}),
                               command_reply{201,
                                             [order_id, buyer, items](const command_result&) {
                                               std::int64_t total = 0;

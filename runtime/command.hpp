@@ -47,6 +47,11 @@ struct command_envelope {
   std::string causation_id;
   std::string traceparent;
   expected_version expected = expected_version::any();
+  /// A hint, not a precondition: the caller expects this command to create
+  /// its stream (an order with a fresh id). An aggregate activated by it
+  /// skips its activation read; a wrong guess costs a conflict and a
+  /// re-read, never a wrong outcome.
+  bool creates_stream = false;
 };
 
 enum class command_status : std::uint8_t {

@@ -46,6 +46,8 @@ struct command_options {
   std::string correlation_id = {};
   std::string causation_id = {};
   expected_version expected = expected_version::any();
+  /// See command_envelope::creates_stream.
+  bool creates_stream = false;
 };
 
 class node {
@@ -98,6 +100,7 @@ class node {
     env.correlation_id = std::move(options.correlation_id);
     env.causation_id = std::move(options.causation_id);
     env.expected = options.expected;
+    env.creates_stream = options.creates_stream;
     return env;
   }
 

@@ -39,6 +39,12 @@ class small_fifo {
   T& front() { return items_[head_]; }
   T& back() { return items_.back(); }
   void push_back(T value) { items_.push_back(std::move(value)); }
+  void push_front(T value) {
+    if (head_ > 0)
+      items_[--head_] = std::move(value);
+    else
+      items_.insert(items_.begin(), std::move(value));
+  }
   void pop_front() {
     items_[head_] = T{};  // release what it holds now, not at the next compaction
     if (++head_ == items_.size()) {
@@ -77,6 +83,9 @@ struct aggregate_state {
   std::int64_t events_since_snapshot = 0;
   bool passivate_requested = false;
   bool stopped = false;
+  /// Started at version 0 without reading (the first command expected to
+  /// create the stream): no answer may rely on that until the store agreed.
+  bool assumed_new = false;
 
   small_fifo<routed_command> queue;  // commands waiting their turn
   routed_command in_flight;          // the command whose append is pending
@@ -231,6 +240,18 @@ void request_tail(aggregate_actor* self) {
 
 void process_queue(aggregate_actor* self);
 
+/// An actor that assumed its stream was new met a command whose answer
+/// would rest on that assumption (a rejection, a no-op, a version check) or
+/// an append that conflicted: read the stream, then run the command again.
+void recover_and_retry(aggregate_actor* self, routed_command command) {
+  auto& st = self->state;
+  st.assumed_new = false;
+  st.queue.push_front(std::move(command));
+  st.context->counters.queued.fetch_add(1, std::memory_order_relaxed);
+  st.current = phase::recovering;
+  request_tail(self);
+}
+
 /// Runs one command up to its append; completes it at once when it needs no
 /// write (duplicate, conflict, rejection, no events).
 void run_command(aggregate_actor* self, routed_command command) {
@@ -250,6 +271,7 @@ void run_command(aggregate_actor* self, routed_command command) {
     return;
   }
   if (!env.expected.matches(st.version)) {
+    if (st.assumed_new) return recover_and_retry(self, std::move(command));
     counters.conflicted.fetch_add(1, std::memory_order_relaxed);
     auto r = make_failure(command_status::conflict, "version_conflict",
                           "stream " + st.stream_id + " is at version " +
@@ -267,12 +289,14 @@ void run_command(aggregate_actor* self, routed_command command) {
     // A throwing decider is a bug in domain code; the command fails, the
     // aggregate lives on with its state untouched.
     st.instance->discard();
+    if (st.assumed_new) return recover_and_retry(self, std::move(command));
     counters.failed.fetch_add(1, std::memory_order_relaxed);
     st.context->log->error("decider of {} threw: {}", st.stream_id, e.what());
     command.complete(make_failure(command_status::invalid, "decider_failed", e.what()));
     return;
   }
   if (!decided) {
+    if (st.assumed_new) return recover_and_retry(self, std::move(command));
     counters.rejected.fetch_add(1, std::memory_order_relaxed);
     command_result r;
     r.status = command_status::rejected;
@@ -282,6 +306,7 @@ void run_command(aggregate_actor* self, routed_command command) {
     return;
   }
   if (decided->empty()) {
+    if (st.assumed_new) return recover_and_retry(self, std::move(command));
     counters.accepted.fetch_add(1, std::memory_order_relaxed);
     command_result r;
     r.version = st.version;
@@ -328,6 +353,7 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
   st.in_flight = routed_command{};
   switch (r.error) {
     case store_errc::ok: {
+      st.assumed_new = false;  // the store took it at version 1: it was new
       auto count = r.last_version.value - r.first_version.value + 1;
       bool evolved = true;
       try {
@@ -384,6 +410,12 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       // Another writer got there first (a briefly doubled owner): our state
       // is stale. Catch up from the store before the next command.
       st.instance->discard();
+      if (st.assumed_new) {
+        // The stream was not new after all: nothing was written, so the
+        // command runs again on the real state.
+        recover_and_retry(self, std::move(command));
+        return;
+      }
       counters.conflicted.fetch_add(1, std::memory_order_relaxed);
       command.complete(make_failure(command_status::conflict, "version_conflict", r.message));
       break;
@@ -391,6 +423,7 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       // The write's outcome is unknown: never continue from assumed state;
       // re-read the stream (a retry with the same command id is then safe).
       st.instance->discard();
+      st.assumed_new = false;
       counters.failed.fetch_add(1, std::memory_order_relaxed);
       command.complete(make_failure(command_status::unavailable, "store_unavailable", r.message));
       break;
@@ -440,7 +473,7 @@ void on_events_loaded(aggregate_actor* self, read_result& r) {
 
 caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context,
                                  const hosted_type* type, std::string stream_id,
-                                 std::uint64_t generation, caf::actor region) {
+                                 std::uint64_t generation, caf::actor region, bool assume_new) {
   auto& st = self->state;
   st.context = context;
   st.type = type;
@@ -452,12 +485,17 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
   context->counters.activations.fetch_add(1, std::memory_order_relaxed);
 
   auto handle = caf::actor_cast<caf::actor>(self);
-  // Snapshot and first page of events in one request: the store serves
-  // many activations per round trip.
-  context->store->load_stream_head(
-      st.stream_id, context->recovery_page, [handle](stream_head_result r) {
-        caf::anon_send(handle, snapshot_loaded{std::move(r.snapshot), std::move(r.tail)});
-      });
+  if (assume_new) {
+    st.assumed_new = true;
+    st.current = phase::ready;
+  } else {
+    // Snapshot and first page of events in one request: the store serves
+    // many activations per round trip.
+    context->store->load_stream_head(
+        st.stream_id, context->recovery_page, [handle](stream_head_result r) {
+          caf::anon_send(handle, snapshot_loaded{std::move(r.snapshot), std::move(r.tail)});
+        });
+  }
 
   return {
       [self](routed_command& command) {
@@ -519,13 +557,13 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
 }  // namespace
 
 caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
-                           const hosted_type* type, std::string stream_id,
-                           std::uint64_t generation) {
+                           const hosted_type* type, std::string stream_id, std::uint64_t generation,
+                           bool assume_new) {
   // Not linked: a CAF link puts one entry per child in the region's own
   // attachable list, and unlinking scans it, which is quadratic with 100k
   // activations. The region monitors instead and kills its actors itself.
   return parent->spawn<caf::lazy_init>(aggregate_behavior, context, type, std::move(stream_id),
-                                       generation, caf::actor_cast<caf::actor>(parent));
+                                       generation, caf::actor_cast<caf::actor>(parent), assume_new);
 }
 
 }  // namespace troupe::detail

@@ -148,9 +148,11 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::release_shard)
 namespace troupe::detail {
 
 /// Spawns the actor hosting one stream; it recovers, then serves commands.
+/// With `assume_new` it starts at version 0 without reading, and checks
+/// that assumption with the store before any answer depends on it.
 caf::actor spawn_aggregate(caf::local_actor* parent, hosting_context* context,
-                           const hosted_type* type, std::string stream_id,
-                           std::uint64_t generation);
+                           const hosted_type* type, std::string stream_id, std::uint64_t generation,
+                           bool assume_new = false);
 
 /// Spawns the node's shard region.
 caf::actor spawn_region(caf::actor_system& system, hosting_context* context);

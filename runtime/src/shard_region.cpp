@@ -59,12 +59,12 @@ void make_room(region_actor* self) {
 }
 
 void activate(region_actor* self, const std::string& stream_id, region_entry& entry,
-              const hosted_type* type) {
+              const hosted_type* type, bool assume_new = false) {
   auto& st = self->state;
   make_room(self);
   entry.generation = st.next_generation++;
   entry.stopping = false;
-  entry.actor = spawn_aggregate(self, st.context, type, stream_id, entry.generation);
+  entry.actor = spawn_aggregate(self, st.context, type, stream_id, entry.generation, assume_new);
   self->monitor(entry.actor);
   st.lru.push_front(&stream_id);
   entry.lru = st.lru.begin();
@@ -214,7 +214,7 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
           return;
         }
         auto [it, inserted] = st.entries.try_emplace(stream_id);
-        activate(self, it->first, it->second, type);
+        activate(self, it->first, it->second, type, command.envelope.creates_stream);
         self->send(it->second.actor, std::move(command));
       },
       [self](aggregate_stopped& m) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <thread>
@@ -494,6 +495,103 @@ TEST(Node, ShardedNodeServesOnlyOpenShardsAndReleasesClosedOnes) {
   EXPECT_EQ(run(in0).reason.code, "shard_moved");
   EXPECT_EQ(run(in1).status, command_status::accepted);  // shard 1 untouched
   n.stop();
+}
+
+/// The in-memory store, counting the activation reads a node makes.
+class head_counting_store : public troupe::event_store {
+ public:
+  void append(troupe::append_request r, append_callback done) override {
+    inner_.append(std::move(r), std::move(done));
+  }
+  void read_stream(std::string id, stream_version from, std::size_t max,
+                   read_callback done) override {
+    inner_.read_stream(std::move(id), from, max, std::move(done));
+  }
+  void read_all(troupe::global_position after, std::size_t max, read_callback done) override {
+    inner_.read_all(after, max, std::move(done));
+  }
+  void load_snapshot(std::string id, snapshot_callback done) override {
+    inner_.load_snapshot(std::move(id), std::move(done));
+  }
+  void load_stream_head(std::string id, std::size_t max, head_callback done) override {
+    ++heads;
+    inner_.load_stream_head(std::move(id), max, std::move(done));
+  }
+  void save_snapshot(troupe::snapshot_record s, done_callback done) override {
+    inner_.save_snapshot(std::move(s), std::move(done));
+  }
+  void load_checkpoint(std::string name, checkpoint_callback done) override {
+    inner_.load_checkpoint(std::move(name), std::move(done));
+  }
+  void save_checkpoint(std::string name, troupe::global_position at,
+                       done_callback done) override {
+    inner_.save_checkpoint(std::move(name), at, std::move(done));
+  }
+  std::size_t event_count() const { return inner_.event_count(); }
+  std::atomic<int> heads{0};
+
+ private:
+  troupe::memory_event_store inner_;
+};
+
+// A command hinted to create its stream skips the activation read. Where
+// the hint is wrong (the stream exists, written by an earlier node), every
+// answer is still the one a read-first actor gives.
+TEST(Node, AStreamCreatingCommandSkipsTheReadAndAWrongGuessCostsOnlyARead) {
+  auto store = std::make_shared<head_counting_store>();
+  {
+    running_node earlier(store);
+    ASSERT_TRUE(earlier.run("x", increment{5}, {.command_id = "x-1"}).ok());
+    ASSERT_TRUE(earlier.run("y", increment{2}).ok());
+    ASSERT_TRUE(earlier.run("z", increment{1}).ok());
+    ASSERT_TRUE(earlier.run("w", increment{1}).ok());
+    earlier.node.stop();
+  }
+  running_node n(store);
+  store->heads = 0;
+  const troupe::command_options creates{.creates_stream = true};
+
+  // Right guess: no read at all.
+  auto fresh = n.run("new", increment{4}, creates);
+  ASSERT_EQ(fresh.status, command_status::accepted) << fresh.reason.message;
+  EXPECT_EQ(fresh.version, stream_version{1});
+  EXPECT_EQ(store->heads.load(), 0);
+
+  // Wrong guess, append: the conflict is absorbed, the command runs on the
+  // real state (version 2, not a conflict).
+  auto appended = n.run("x", increment{1}, creates);
+  ASSERT_EQ(appended.status, command_status::accepted) << appended.reason.message;
+  EXPECT_EQ(appended.version, stream_version{2});
+
+  // Wrong guess, a command already applied: its first outcome.
+  auto repeated = n.run("y", increment{2},
+                        troupe::command_options{.command_id = "", .creates_stream = true});
+  EXPECT_EQ(repeated.status, command_status::accepted);
+  EXPECT_EQ(repeated.version, stream_version{2});
+  running_node again(store);  // a third node: "x-1" was applied on x by the first
+  auto duplicate =
+      again.run("x", increment{5}, troupe::command_options{.command_id = "x-1",
+                                                            .creates_stream = true});
+  EXPECT_EQ(duplicate.status, command_status::duplicate);
+  EXPECT_EQ(duplicate.version, stream_version{1});
+
+  // Wrong guess, no events on the assumed empty state (reset of a zero
+  // counter is a no-op) but an event on the real one.
+  auto reset_result = n.run("z", counter_domain::reset{}, creates);
+  ASSERT_EQ(reset_result.status, command_status::accepted);
+  EXPECT_EQ(reset_result.version, stream_version{2});
+
+  // Wrong guess with an expected version only the real state satisfies.
+  auto checked = n.run("w", increment{1},
+                       troupe::command_options{.expected = troupe::expected_version::exact(
+                                                   stream_version{1}),
+                                               .creates_stream = true});
+  ASSERT_EQ(checked.status, command_status::accepted) << checked.reason.message;
+  EXPECT_EQ(checked.version, stream_version{2});
+
+  EXPECT_EQ(store->event_count(), 4u + 1 + 1 + 1 + 1 + 1);
+  again.node.stop();
+  n.node.stop();
 }
 
 }  // namespace
