@@ -30,6 +30,9 @@ constexpr std::string_view api = "/api/v1";
 /// due flow is not started and counted as "client-overloaded" (the client
 /// must not grow without bound when the target cannot keep up).
 constexpr std::size_t max_active_flows = 100'000;
+/// The per-second timeline (a histogram of ~26 KB per second and worker)
+/// covers the first hour of the measured part; totals cover all of it.
+constexpr std::size_t max_timeline_seconds = 3600;
 constexpr std::int64_t book_stock = 1'000'000'000;
 constexpr std::int64_t credit_limit = 4'000'000'000'000;
 
@@ -415,7 +418,7 @@ class worker {
     if (now >= shared_.measure_start) {
       auto slice = static_cast<std::size_t>(
           std::chrono::duration_cast<std::chrono::seconds>(now - shared_.measure_start).count());
-      if (slice < 24 * 3600) {
+      if (slice < max_timeline_seconds) {
         while (p.timeline.size() <= slice) {
           p.timeline.emplace_back();
           p.timeline.back().start_seconds = static_cast<double>(p.timeline.size() - 1);

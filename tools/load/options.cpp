@@ -125,7 +125,9 @@ parse_result parse_options(int argc, const char* const* argv) {
                  "bearer token (admin); default: one from /api/v1/dev/tokens when the node "
                  "runs auth dev mode, else none");
   app.add_option("--json", o.json_file, "write the report as JSON to this file");
-  app.add_option("--plot", o.plot_file, "write an SVG latency-over-time plot to this file");
+  app.add_option(
+      "--plot", o.plot_file,
+      "write an SVG latency-over-time plot to this file (the first hour of a longer run)");
   app.add_flag("--audit", o.audit,
                "after the run, audit PostgreSQL: orders placed once, streams consecutive, sagas "
                "terminal, stock balanced, views equal a rebuild (exit 1 when it fails)");
