@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <deque>
 #include <list>
 
 #include "runtime/shard_map.hpp"
@@ -22,6 +23,7 @@ struct region_entry {
   caf::actor actor;
   std::uint64_t generation = 0;
   bool stopping = false;
+  bool told_to_stop = false;         // its passivate_request is sent
   std::vector<routed_command> held;  // arrived while the actor was stopping
   std::list<const std::string*>::iterator lru;
   steady::time_point last_used;
@@ -36,6 +38,18 @@ struct region_state {
   std::chrono::milliseconds tick_interval{1000};
   bool draining = false;
   std::vector<caf::typed_response_promise<bool>> drain_waiters;
+  /// Passivations decided but not yet sent, and how many sent ones are
+  /// unfinished. Sending 100k requests at once queued 100k actors on one
+  /// CAF worker, whose queue the other worker steals from in O(length)
+  /// (CAF 0.17's double_ended_queue::take_tail): a node's stop took ~50 s
+  /// with 200k live aggregates instead of well under one.
+  struct deferred_stop {
+    std::string stream_id;
+    std::uint64_t generation = 0;
+    bool bounce_queued = false;
+  };
+  std::deque<deferred_stop> stops_to_send;
+  std::size_t stops_in_flight = 0;
   /// Shards being released: done callbacks waiting for their last actor.
   std::unordered_map<int, std::vector<std::function<void()>>> shard_waiters;
 
@@ -44,12 +58,41 @@ struct region_state {
 
 using region_actor = caf::stateful_actor<region_state>;
 
+constexpr std::size_t max_stops_in_flight = 256;
+
+void send_stop(region_actor* self, region_entry& entry, bool bounce_queued) {
+  entry.told_to_stop = true;
+  ++self->state.stops_in_flight;
+  self->send(entry.actor, passivate_request{bounce_queued});
+}
+
+/// From here on the entry counts as stopping (its commands are held for the
+/// next incarnation); the request itself goes out when few are in flight.
 void begin_passivation(region_actor* self, region_entry& entry, bool bounce_queued = false) {
   auto& st = self->state;
+  const std::string* stream_id = *entry.lru;  // the map's key
   entry.stopping = true;
   st.lru.erase(entry.lru);
   --st.active;
-  self->send(entry.actor, passivate_request{bounce_queued});
+  if (st.stops_in_flight < max_stops_in_flight)
+    send_stop(self, entry, bounce_queued);
+  else
+    st.stops_to_send.push_back({*stream_id, entry.generation, bounce_queued});
+}
+
+/// Sends deferred passivations while there is room (skipping entries that
+/// went away or were activated again meanwhile).
+void send_deferred_stops(region_actor* self) {
+  auto& st = self->state;
+  while (st.stops_in_flight < max_stops_in_flight && !st.stops_to_send.empty()) {
+    auto next = std::move(st.stops_to_send.front());
+    st.stops_to_send.pop_front();
+    auto it = st.entries.find(next.stream_id);
+    if (it == st.entries.end() || it->second.generation != next.generation ||
+        !it->second.stopping || it->second.told_to_stop)
+      continue;
+    send_stop(self, it->second, next.bounce_queued);
+  }
 }
 
 void make_room(region_actor* self) {
@@ -64,6 +107,7 @@ void activate(region_actor* self, const std::string& stream_id, region_entry& en
   make_room(self);
   entry.generation = st.next_generation++;
   entry.stopping = false;
+  entry.told_to_stop = false;
   entry.actor = spawn_aggregate(self, st.context, type, stream_id, entry.generation, assume_new);
   self->monitor(entry.actor);
   st.lru.push_front(&stream_id);
@@ -109,9 +153,22 @@ void finish_drain_if_done(region_actor* self) {
 
 /// The actor of `stream_id` is gone (stopped or crashed): start its next
 /// incarnation for held commands, or forget the stream.
+void on_actor_gone_impl(region_actor* self,
+                        std::unordered_map<std::string, region_entry>::iterator it);
+
 void on_actor_gone(region_actor* self, std::unordered_map<std::string, region_entry>::iterator it) {
+  on_actor_gone_impl(self, it);
+  send_deferred_stops(self);
+}
+
+void on_actor_gone_impl(region_actor* self,
+                        std::unordered_map<std::string, region_entry>::iterator it) {
   auto& st = self->state;
   auto& entry = it->second;
+  if (entry.told_to_stop) {
+    entry.told_to_stop = false;
+    --st.stops_in_flight;
+  }
   if (!entry.stopping) {
     st.lru.erase(entry.lru);
     --st.active;
