@@ -248,7 +248,7 @@ TEST(Node, AStaleWriterIsRejectedByTheVersionCheckAndCatchesUp) {
   running_node a(store), b(store);
   ASSERT_EQ(b.run("shared", increment{1}).version, stream_version{1});  // b's actor: v1
   ASSERT_EQ(a.run("shared", increment{1}).version, stream_version{2});  // a reads v1, writes v2
-  auto stale = b.run("shared", increment{1});  // b still believes v1
+  auto stale = b.run("shared", increment{1});                           // b still believes v1
   EXPECT_EQ(stale.status, command_status::conflict);
   EXPECT_EQ(stale.reason.code, "version_conflict");
   auto retried = b.run("shared", increment{1});
@@ -497,6 +497,41 @@ TEST(Node, ShardedNodeServesOnlyOpenShardsAndReleasesClosedOnes) {
   n.stop();
 }
 
+// More actors than the region lets stop at once (256): the idle sweep
+// passivates them all in waves, a command in the middle of a wave is held
+// and served by a new incarnation, and the node's stop drains the rest.
+TEST(Node, ThousandsOfActorsPassivateInWavesWithoutLosingACommand) {
+  auto store = std::make_shared<troupe::memory_event_store>();
+  running_node n(store, {"aggregate.idle_timeout_ms=100"});
+  constexpr int streams = 3000;
+  completion_latch latch;
+  for (int i = 0; i < streams; ++i)
+    n.node.submit(troupe::node::make_envelope<counter>("p" + std::to_string(i), increment{1}),
+                  latch.slot());
+  ASSERT_TRUE(latch.wait_for(streams));
+  ASSERT_TRUE(
+      eventually([&] { return n.node.stats().live_aggregates == 0; }, std::chrono::seconds{30}))
+      << n.node.stats().live_aggregates << " still live";
+  EXPECT_GE(n.node.stats().passivations, streams);
+  // Again, with commands arriving while the wave is under way.
+  for (int i = 0; i < streams; ++i)
+    n.node.submit(troupe::node::make_envelope<counter>("p" + std::to_string(i), increment{1}),
+                  latch.slot());
+  ASSERT_TRUE(latch.wait_for(2 * streams));
+  std::this_thread::sleep_for(std::chrono::milliseconds{150});
+  auto during = n.run("p7", increment{1});
+  ASSERT_TRUE(during.ok()) << during.reason.message;
+  EXPECT_EQ(during.version, stream_version{3});
+  for (int i = 0; i < streams; ++i)
+    n.node.submit(troupe::node::make_envelope<counter>("q" + std::to_string(i), increment{1}),
+                  latch.slot());
+  ASSERT_TRUE(latch.wait_for(3 * streams));
+  EXPECT_EQ(latch.count(command_status::accepted), 3 * streams);
+  n.node.stop();
+  EXPECT_EQ(n.node.stats().live_aggregates, 0);
+  EXPECT_EQ(store->event_count(), static_cast<std::size_t>(3 * streams + 1));
+}
+
 /// The in-memory store, counting the activation reads a node makes.
 class head_counting_store : public troupe::event_store {
  public:
@@ -523,8 +558,7 @@ class head_counting_store : public troupe::event_store {
   void load_checkpoint(std::string name, checkpoint_callback done) override {
     inner_.load_checkpoint(std::move(name), std::move(done));
   }
-  void save_checkpoint(std::string name, troupe::global_position at,
-                       done_callback done) override {
+  void save_checkpoint(std::string name, troupe::global_position at, done_callback done) override {
     inner_.save_checkpoint(std::move(name), at, std::move(done));
   }
   std::size_t event_count() const { return inner_.event_count(); }
@@ -564,14 +598,13 @@ TEST(Node, AStreamCreatingCommandSkipsTheReadAndAWrongGuessCostsOnlyARead) {
   EXPECT_EQ(appended.version, stream_version{2});
 
   // Wrong guess, a command already applied: its first outcome.
-  auto repeated = n.run("y", increment{2},
-                        troupe::command_options{.command_id = "", .creates_stream = true});
+  auto repeated =
+      n.run("y", increment{2}, troupe::command_options{.command_id = "", .creates_stream = true});
   EXPECT_EQ(repeated.status, command_status::accepted);
   EXPECT_EQ(repeated.version, stream_version{2});
   running_node again(store);  // a third node: "x-1" was applied on x by the first
-  auto duplicate =
-      again.run("x", increment{5}, troupe::command_options{.command_id = "x-1",
-                                                            .creates_stream = true});
+  auto duplicate = again.run("x", increment{5},
+                             troupe::command_options{.command_id = "x-1", .creates_stream = true});
   EXPECT_EQ(duplicate.status, command_status::duplicate);
   EXPECT_EQ(duplicate.version, stream_version{1});
 
@@ -582,10 +615,10 @@ TEST(Node, AStreamCreatingCommandSkipsTheReadAndAWrongGuessCostsOnlyARead) {
   EXPECT_EQ(reset_result.version, stream_version{2});
 
   // Wrong guess with an expected version only the real state satisfies.
-  auto checked = n.run("w", increment{1},
-                       troupe::command_options{.expected = troupe::expected_version::exact(
-                                                   stream_version{1}),
-                                               .creates_stream = true});
+  auto checked =
+      n.run("w", increment{1},
+            troupe::command_options{.expected = troupe::expected_version::exact(stream_version{1}),
+                                    .creates_stream = true});
   ASSERT_EQ(checked.status, command_status::accepted) << checked.reason.message;
   EXPECT_EQ(checked.version, stream_version{2});
 
