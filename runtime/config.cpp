@@ -727,4 +727,18 @@ std::string config::describe() const {
   return out.str();
 }
 
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  for (char ch : text + ",") {
+    if (ch == ',') {
+      if (!item.empty()) out.push_back(std::move(item));
+      item.clear();
+    } else if (ch != ' ') {
+      item.push_back(ch);
+    }
+  }
+  return out;
+}
+
 }  // namespace troupe

@@ -65,4 +65,8 @@ class config {
 /// A URL with its password replaced by ***, safe to log.
 std::string redact_url(std::string_view url);
 
+/// A list-valued setting ("a, b,c" -> {"a", "b", "c"}): comma-separated,
+/// spaces and empty entries dropped (nats.url, projections.only).
+std::vector<std::string> split_list(const std::string& text);
+
 }  // namespace troupe

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/config.hpp"
+
 namespace troupe::detail {
 
 inline std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCode>(0)) {
@@ -22,13 +24,7 @@ inline std::string nats_error(natsStatus s, jsErrCode code = static_cast<jsErrCo
 /// (work in flight during an outage fails and is retried by its owner);
 /// throws std::runtime_error when the first connection fails.
 inline natsConnection* connect_nats(const std::string& url) {
-  std::vector<std::string> servers;
-  for (std::size_t at = 0; at <= url.size();) {
-    auto comma = url.find(',', at);
-    if (comma == std::string::npos) comma = url.size();
-    if (comma > at) servers.push_back(url.substr(at, comma - at));
-    at = comma + 1;
-  }
+  auto servers = split_list(url);
   std::vector<const char*> server_ptrs;
   for (const auto& s : servers) server_ptrs.push_back(s.c_str());
   natsOptions* opts = nullptr;

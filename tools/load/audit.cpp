@@ -149,6 +149,13 @@ std::string text_array(std::span<const std::string> ids) {
 /// per statement keeps a million ids to a hundred round trips.
 constexpr std::size_t lookup_chunk = 10'000;
 
+/// Calls `fn` with consecutive slices of at most lookup_chunk ids.
+template <class Fn>
+void for_each_chunk(const std::vector<std::string>& ids, Fn&& fn) {
+  for (std::size_t at = 0; at < ids.size(); at += lookup_chunk)
+    fn(std::span<const std::string>(ids).subspan(at, std::min(lookup_chunk, ids.size() - at)));
+}
+
 std::vector<std::string> distinct_ids(const std::vector<std::string>& ids) {
   std::vector<std::string> out = ids;
   std::sort(out.begin(), out.end());
@@ -158,7 +165,8 @@ std::vector<std::string> distinct_ids(const std::vector<std::string>& ids) {
 
 class auditor {
  public:
-  explicit auditor(const audit_options& o) : options_(o), redact_(o.postgres_url) {}
+  explicit auditor(const audit_options& o)
+      : options_(o), redact_(o.postgres_url), ids_(distinct_ids(o.acknowledged_orders)) {}
 
   std::vector<audit_check> run() {
     // Listed order; sagas-terminal waits for the run to settle before the
@@ -200,14 +208,12 @@ class auditor {
   // ---- orders-placed-once ----------------------------------------------------
 
   void orders_placed_once(audit_check& c) {
-    auto ids = distinct_ids(options_.acknowledged_orders);
+    const auto& ids = ids_;
     auto db = connect();
     std::int64_t missing = 0, repeated = 0;
     std::string first_missing, first_repeated;
     std::int64_t first_repeated_count = 0;
-    for (std::size_t at = 0; at < ids.size(); at += lookup_chunk) {
-      auto chunk =
-          std::span<const std::string>(ids).subspan(at, std::min(lookup_chunk, ids.size() - at));
+    for_each_chunk(ids, [&](std::span<const std::string> chunk) {
       auto rows = db->exec_params(
           "SELECT count(*) FILTER (WHERE n = 0), count(*) FILTER (WHERE n > 1), "
           "coalesce(min(id) FILTER (WHERE n = 0), ''), coalesce(min(id) FILTER (WHERE n > 1), ''), "
@@ -222,7 +228,7 @@ class auditor {
         first_repeated = str(rows.text(0, 3));
         first_repeated_count = rows.integer(0, 4);
       }
-    }
+    });
     auto total = static_cast<std::int64_t>(ids.size());
     c.passed = missing == 0 && repeated == 0;
     if (c.passed && total == 0) {
@@ -349,13 +355,11 @@ class auditor {
   // ---- orders-terminal ---------------------------------------------------------
 
   void orders_terminal(audit_check& c) {
-    auto ids = distinct_ids(options_.acknowledged_orders);
+    const auto& ids = ids_;
     auto db = connect();
     std::map<std::string, std::int64_t> last_types;  // "" = no events
     std::string first_open, first_open_type;
-    for (std::size_t at = 0; at < ids.size(); at += lookup_chunk) {
-      auto chunk =
-          std::span<const std::string>(ids).subspan(at, std::min(lookup_chunk, ids.size() - at));
+    for_each_chunk(ids, [&](std::span<const std::string> chunk) {
       auto rows = db->exec_params(
           "SELECT coalesce(t, ''), count(*), min(id) FROM (SELECT i.id, (SELECT e.event_type "
           "FROM troupe_events e WHERE e.stream_id = 'order-' || i.id "
@@ -371,7 +375,7 @@ class auditor {
           first_open_type = type;
         }
       }
-    }
+    });
     std::int64_t completed = last_types["order_completed"];
     std::int64_t cancelled = last_types["order_cancelled"];
     std::int64_t absent = last_types[""];
@@ -858,6 +862,7 @@ class auditor {
 
   const audit_options& options_;
   redactor redact_;
+  const std::vector<std::string> ids_;  // acknowledged order ids, sorted, each once
   std::vector<audit_check> checks_;
 };
 

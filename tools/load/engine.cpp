@@ -110,7 +110,6 @@ struct flow {
   int buyer = -1;
   std::string order_id;
   request_spec request;
-  std::size_t seed_index = 0;
 };
 
 // ---- per-worker statistics ------------------------------------------------
@@ -128,12 +127,11 @@ class worker;
 
 class connection {
  public:
-  connection(worker& w, asio::io_context& io, const endpoint& target, std::size_t index)
-      : worker_(w), stream_(io), target_(target), index_(index) {}
+  connection(worker& w, asio::io_context& io, const endpoint& target)
+      : worker_(w), stream_(io), target_(target) {}
 
   void send(flow* f);
   const endpoint& target() const { return target_; }
-  std::size_t index() const { return index_; }
 
  private:
   void write();
@@ -143,7 +141,6 @@ class connection {
   worker& worker_;
   beast::tcp_stream stream_;
   const endpoint& target_;
-  std::size_t index_;
   bool connected_ = false;
   flow* flow_ = nullptr;
   http::request<http::string_body> req_;
@@ -181,7 +178,7 @@ class worker {
     for (int c = 0; c < connections; ++c) {
       const auto& target =
           opts_.targets[(index + workers * static_cast<std::size_t>(c)) % opts_.targets.size()];
-      connections_.push_back(std::make_unique<connection>(*this, io_, target, connections_.size()));
+      connections_.push_back(std::make_unique<connection>(*this, io_, target));
       idle_.push_back(connections_.back().get());
     }
     // Buyers are split between workers so a checkout owns its buyer's basket.
@@ -198,7 +195,7 @@ class worker {
   worker_stats& stats() { return stats_; }
 
   // Called by connections.
-  void answered(connection& c, flow* f, int status, std::string body, bool keep_alive_broken);
+  void answered(connection& c, flow* f, int status, const std::string& body);
   void failed(connection& c, flow* f, const std::string& kind);
   void connection_free(connection& c);
   void connection_free_later(connection& c);
@@ -362,7 +359,6 @@ class worker {
           shared_.stop_starting = true;  // the list is done: no new flows
           return finish(f);
         }
-        f->seed_index = i;
         r = shared_.seed_requests[i];
         break;
       }
@@ -605,8 +601,7 @@ class worker {
   friend class connection;
 };
 
-void worker::answered(connection& c, flow* f, int status, std::string body, bool reconnect) {
-  (void)reconnect;
+void worker::answered(connection& c, flow* f, int status, const std::string& body) {
   advance(f, status, body, c.target());
   connection_free(c);
 }
@@ -695,7 +690,7 @@ void connection::read() {
                      }
                      auto* f = flow_;
                      flow_ = nullptr;
-                     worker_.answered(*this, f, res.result_int(), std::move(res.body()), !keep);
+                     worker_.answered(*this, f, res.result_int(), res.body());
                    });
 }
 
@@ -784,15 +779,13 @@ struct engine_run {
   std::vector<std::unique_ptr<worker>> workers;
 };
 
-void run_workers(engine_run& run, const load_options& o, scenario_kind kind, int connections,
-                 int threads, std::optional<double> rate,
-                 const std::function<void()>& every_second) {
+void run_workers(engine_run& run, scenario_kind kind, int connections, int threads,
+                 std::optional<double> rate, const std::function<void()>& every_second) {
   for (int w = 0; w < threads; ++w) {
     int share = connections / threads + (w < connections % threads ? 1 : 0);
     run.workers.push_back(std::make_unique<worker>(run.shared, static_cast<std::size_t>(w),
                                                    static_cast<std::size_t>(threads), share, rate));
   }
-  (void)o;
   std::vector<std::thread> threads_running;
   std::atomic<int> done{0};
   for (auto& w : run.workers)
@@ -867,7 +860,7 @@ std::string seed_catalog(const load_options& o, const std::string& token,
         " catalog entries and accounts (existing ones are kept)");
   // Closed loop, one flow per connection, each working through the list.
   int connections = std::min(32, static_cast<int>(run.shared.seed_requests.size()));
-  run_workers(run, o, scenario_kind::seed, std::max(connections, 1), 1, std::nullopt, {});
+  run_workers(run, scenario_kind::seed, std::max(connections, 1), 1, std::nullopt, {});
   if (run.shared.seed_failures > 0)
     return std::to_string(run.shared.seed_failures.load()) + " of " +
            std::to_string(run.shared.seed_requests.size()) +
@@ -930,7 +923,7 @@ run_result run_load(const load_options& o, const std::string& token,
                                static_cast<double>(requests - last_requests), latency));
     last_requests = requests;
   };
-  run_workers(run, o, kind, o.connections, o.threads, o.rate, every);
+  run_workers(run, kind, o.connections, o.threads, o.rate, every);
 
   run_result out;
   auto& r = out.report;

@@ -33,21 +33,6 @@ namespace troupe::cli {
 
 namespace {
 
-/// "a, b,c" -> {"a", "b", "c"}; empty entries dropped.
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::string item;
-  for (char ch : text + ",") {
-    if (ch == ',') {
-      if (!item.empty()) out.push_back(item);
-      item.clear();
-    } else if (ch != ' ') {
-      item.push_back(ch);
-    }
-  }
-  return out;
-}
-
 std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())

@@ -67,5 +67,12 @@ TEST(Config, DescribeRedactsPasswords) {
   EXPECT_EQ(redact_url("postgresql://u@h:1/db"), "postgresql://u@h:1/db");
 }
 
+TEST(Config, ListSettingsSplitOnCommas) {
+  EXPECT_EQ(split_list("nats://a:1, nats://b:2,,nats://c:3 "),
+            (std::vector<std::string>{"nats://a:1", "nats://b:2", "nats://c:3"}));
+  EXPECT_TRUE(split_list("").empty());
+  EXPECT_TRUE(split_list(" , ").empty());
+}
+
 }  // namespace
 }  // namespace troupe
