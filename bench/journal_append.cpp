@@ -10,6 +10,11 @@
 // 20 ms at half the peak rate.
 //
 // Needs TROUPE_POSTGRES_URL (scripts/bench sets it).
+// Arguments: [seconds per phase] [rounds] [writers] [batch max] [linger us].
+// For diagnosis: TROUPE_JOURNAL_CLOSED_ONLY=<streams> or
+// TROUPE_JOURNAL_OPEN_ONLY=<appends/s> runs that phase alone;
+// TROUPE_JOURNAL_WINDOWS=1 prints the open loop's 50 ms windows with
+// appends over 20 ms (a checkpoint shows as a run of them).
 
 #include <algorithm>
 #include <atomic>
@@ -61,6 +66,16 @@ void recreate_database() {
   pqxx::nontransaction tx(admin);
   tx.exec(std::string("DROP DATABASE IF EXISTS ") + bench_database);
   tx.exec(std::string("CREATE DATABASE ") + bench_database);
+}
+
+/// Before a measured phase: checkpoint, so the pages the previous phase
+/// dirtied (the limit's random-UUID index is spread over its whole table)
+/// are not written back in the middle of the next phase's measurement; a
+/// checkpoint there made the half-peak p99 20-80 ms instead of ~10.
+/// Checkpoints that a phase's own writes cause still count.
+void settle() {
+  pqxx::connection conn(url());
+  pqxx::nontransaction(conn).exec("CHECKPOINT");
 }
 
 double percentile(std::vector<double>& sorted, double p) {
@@ -178,6 +193,7 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
                       double seconds) {
   std::mutex mutex;
   std::vector<double> latencies_ms;
+  std::vector<std::pair<double, double>> due_and_latency_ms;
   std::atomic<std::int64_t> outstanding{0};
   std::vector<std::int64_t> versions(static_cast<std::size_t>(streams), 0);
   std::vector<std::atomic<bool>> busy(static_cast<std::size_t>(streams));
@@ -192,32 +208,34 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
   // while it is busy wait in its backlog and are charged from their due time.
   std::function<void(int, steady::time_point)> send = [&](int s, steady::time_point due) {
     auto& version = versions[static_cast<std::size_t>(s)];
-    store.append(make_append(prefix + std::to_string(s), version),
-                 [&, s, due](troupe::append_result r) {
-                   if (r.error != troupe::store_errc::ok) {
-                     std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
-                     std::exit(1);
-                   }
-                   versions[static_cast<std::size_t>(s)] = r.last_version.value;
-                   {
-                     std::lock_guard lock{mutex};
-                     latencies_ms.push_back(
-                         std::chrono::duration<double, std::milli>(steady::now() - due).count());
-                   }
-                   outstanding.fetch_sub(1);
-                   std::optional<steady::time_point> queued;
-                   {
-                     std::lock_guard lock{backlog_mutex};
-                     auto& q = backlog[static_cast<std::size_t>(s)];
-                     if (q.empty()) {
-                       busy[static_cast<std::size_t>(s)] = false;
-                     } else {
-                       queued = q.front();
-                       q.pop_front();
-                     }
-                   }
-                   if (queued) send(s, *queued);
-                 });
+    store.append(
+        make_append(prefix + std::to_string(s), version), [&, s, due](troupe::append_result r) {
+          if (r.error != troupe::store_errc::ok) {
+            std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
+            std::exit(1);
+          }
+          versions[static_cast<std::size_t>(s)] = r.last_version.value;
+          {
+            std::lock_guard lock{mutex};
+            auto ms = std::chrono::duration<double, std::milli>(steady::now() - due).count();
+            latencies_ms.push_back(ms);
+            due_and_latency_ms.emplace_back(
+                std::chrono::duration<double, std::milli>(due - start).count(), ms);
+          }
+          outstanding.fetch_sub(1);
+          std::optional<steady::time_point> queued;
+          {
+            std::lock_guard lock{backlog_mutex};
+            auto& q = backlog[static_cast<std::size_t>(s)];
+            if (q.empty()) {
+              busy[static_cast<std::size_t>(s)] = false;
+            } else {
+              queued = q.front();
+              q.pop_front();
+            }
+          }
+          if (queued) send(s, *queued);
+        });
   };
   for (std::int64_t i = 0; i < total; ++i) {
     auto due =
@@ -238,6 +256,17 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
     if (send_now) send(s, due);
   }
   while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  if (std::getenv("TROUPE_JOURNAL_WINDOWS")) {
+    std::map<int, std::pair<int, double>> windows;  // 50 ms window -> (over 20 ms, max)
+    for (auto [d, ms] : due_and_latency_ms) {
+      auto& w = windows[static_cast<int>(d / 50)];
+      if (ms > 20) ++w.first;
+      w.second = std::max(w.second, ms);
+    }
+    for (auto& [w, v] : windows)
+      if (v.first > 0)
+        std::printf("  window %5d ms: %5d over 20 ms, max %.1f ms\n", w * 50, v.first, v.second);
+  }
   std::sort(latencies_ms.begin(), latencies_ms.end());
   return {static_cast<double>(total) / seconds, percentile(latencies_ms, 0.50),
           percentile(latencies_ms, 0.99)};
@@ -335,12 +364,30 @@ int main(int argc, char** argv) {
     pqxx::nontransaction(conn).exec(raw_table_ddl);
   }
 
+  if (auto* rate = std::getenv("TROUPE_JOURNAL_OPEN_ONLY")) {
+    for (int r = 0; r < rounds; ++r) {
+      auto half = open_loop(store, 1024, std::atof(rate), seconds);
+      std::printf("open loop at %s/s: p50 %.2f ms, p99 %.2f ms\n", rate, half.p50_ms, half.p99_ms);
+    }
+    store.stop();
+    return 0;
+  }
+  if (auto* streams = std::getenv("TROUPE_JOURNAL_CLOSED_ONLY")) {
+    for (int r = 0; r < rounds; ++r) {
+      auto result = closed_loop(store, std::atoi(streams), seconds);
+      std::printf("closed loop over %s streams: %.0f events/s, p50 %.2f ms, p99 %.2f ms\n", streams,
+                  result.events_per_second, result.p50_ms, result.p99_ms);
+    }
+    store.stop();
+    return 0;
+  }
   const int levels[] = {1, 16, 256, 1024};
   std::map<int, std::vector<double>> rate, p50, p99;
   std::vector<double> limit, limit4, half_rate, half_p50, half_p99;
   for (int r = 0; r < rounds; ++r) {
     limit.push_back(batched_insert_limit(2, 500, seconds / 2));
     limit4.push_back(batched_insert_limit(4, 500, seconds / 2));
+    settle();
     for (int n : levels) {
       auto before = store.stats();
       auto result = closed_loop(store, n, seconds);
@@ -366,6 +413,7 @@ int main(int argc, char** argv) {
     // so the p99 reported is a median over rounds rather than one sample.
     double round_peak = 0;
     for (int n : levels) round_peak = std::max(round_peak, rate[n].back());
+    settle();
     auto half = open_loop(store, 1024, round_peak / 2, seconds);
     half_rate.push_back(round_peak / 2);
     half_p50.push_back(half.p50_ms);

@@ -42,6 +42,9 @@ struct postgres_store_stats {
   std::int64_t rejected_inputs = 0;
   std::int64_t connection_failures = 0;
   std::int64_t queued_appends = 0;
+  // Expected versions sent to the database for the existence check; an
+  // append expecting a version this store saw committed needs none.
+  std::int64_t version_checks = 0;
   // Where writer time goes, summed over batches (microseconds).
   std::int64_t build_us = 0;    // validating done; building the statement
   std::int64_t execute_us = 0;  // BEGIN + the append function

@@ -193,6 +193,43 @@ TEST(PostgresStore, PipelinedAppendsToOneStreamLandInOrder) {
     EXPECT_EQ(events[static_cast<std::size_t>(v)].version, stream_version{v + 1});
 }
 
+TEST(PostgresStore, AVersionSeenCommittedSkipsTheCheckYetNoWriterLeavesAGap) {
+  // The store skips the database's existence check for a version it saw
+  // committed; the unique key and the check still refuse every append that
+  // would duplicate a version or leave a gap, from this store or another.
+  auto store = make_store();
+  auto other = make_store();
+  auto stream = unique("thing-known");
+  ASSERT_EQ(sync::append(*store, one_event(stream, expected_version::no_stream())).error,
+            store_errc::ok);
+  auto checks = store->stats().version_checks;
+  ASSERT_EQ(
+      sync::append(*store, one_event(stream, expected_version::exact(stream_version{1}))).error,
+      store_errc::ok);
+  EXPECT_EQ(store->stats().version_checks, checks) << "version 1 was committed by this store";
+
+  // Another writer moves the stream on; this store still believes 2.
+  ASSERT_EQ(
+      sync::append(*other, one_event(stream, expected_version::exact(stream_version{2}))).error,
+      store_errc::ok);
+  auto behind = sync::append(*store, one_event(stream, expected_version::exact(stream_version{2})));
+  EXPECT_EQ(behind.error, store_errc::version_conflict) << behind.message;
+  EXPECT_EQ(behind.actual_version, stream_version{3});
+  // Ahead of anything committed: checked, refused, no gap.
+  auto ahead = sync::append(*store, one_event(stream, expected_version::exact(stream_version{5})));
+  EXPECT_EQ(ahead.error, store_errc::version_conflict) << ahead.message;
+  // A stream this store never wrote is checked too.
+  auto fresh = unique("thing-unknown");
+  auto gap = sync::append(*store, one_event(fresh, expected_version::exact(stream_version{1})));
+  EXPECT_EQ(gap.error, store_errc::version_conflict) << gap.message;
+  EXPECT_TRUE(sync::read_stream(*store, fresh).events.empty());
+
+  auto events = sync::read_stream(*store, stream).events;
+  ASSERT_EQ(events.size(), 3u);
+  for (std::size_t v = 0; v < events.size(); ++v)
+    EXPECT_EQ(events[v].version, stream_version{static_cast<std::int64_t>(v) + 1});
+}
+
 TEST(PostgresStore, ARejectedAppendNeverRemovesSomeoneElsesEvent) {
   // A command reusing a stored event id alongside a new one fails whole; the
   // rows it did write are removed by position, never by id, so the event

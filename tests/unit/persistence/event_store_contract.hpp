@@ -111,6 +111,19 @@ TEST_P(EventStoreContract, MetadataComesBackWholeFromBothReads) {
   }
 }
 
+TEST_P(EventStoreContract, EventDataComesBackByteForByte) {
+  // Escapes, tabs, newlines and carriage returns (JSON whitespace) are what
+  // a bulk load's text format must escape; the text is stored as written.
+  auto r = request(s("bytes"), expected_version::no_stream(), 1);
+  r.events[0].data =
+      "{\"path\":\"C:\\\\dir\\\\f\\tile\",\n\t\"crlf\":\"a\\r\\nb\" ,\r\n\"q\":\"\\\"\"}";
+  auto data = r.events[0].data;
+  ASSERT_EQ(sync::append(*store_, std::move(r)).error, store_errc::ok);
+  auto read = sync::read_stream(*store_, s("bytes"));
+  ASSERT_EQ(read.events.size(), 1u);
+  EXPECT_EQ(read.events[0].data, data);
+}
+
 TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
   ASSERT_EQ(sync::append(*store_, request(s("c"), expected_version::no_stream(), 1)).error,
             store_errc::ok);
