@@ -40,6 +40,8 @@ void memory_event_store::append(append_request request, append_callback done) {
     done(std::move(result));
     return;
   }
+  // Stored in canonical form, as the PostgreSQL store's uuid column does.
+  for (auto& e : request.events) normalise_uuid(e.event_id);
   {
     std::lock_guard lock{mutex_};
     if (take_injected_failure()) {

@@ -70,23 +70,6 @@ std::int64_t row_limit(std::size_t max_count) {
   return static_cast<std::int64_t>(std::min<std::size_t>(max_count, INT64_MAX));
 }
 
-/// timestamptz text in UTC with microseconds, for COPY.
-std::string timestamp_text(clock_type::time_point t) {
-  auto micros = to_micros(t);
-  auto seconds = static_cast<std::time_t>(micros / 1000000);
-  auto fraction = micros % 1000000;
-  if (fraction < 0) {
-    fraction += 1000000;
-    --seconds;
-  }
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[48];
-  auto n = std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%S", &utc);
-  std::snprintf(text + n, sizeof text - n, ".%06lld+00", static_cast<long long>(fraction));
-  return text;
-}
-
 std::string metadata_json(const event_metadata& m) {
   boost::json::object o;
   o["command_id"] = m.command_id;
@@ -221,7 +204,7 @@ struct pending_append {
   append_result result;
   // Formatted by the caller (an actor thread), off the writer's path.
   std::string metadata_text;
-  std::string recorded_text;
+  std::int64_t recorded_micros = 0;
 };
 
 /// A read (or snapshot write) for the reader pool: `run` does the database
@@ -478,7 +461,6 @@ struct postgres_event_store::impl {
       std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
       array_literal guard_streams, guard_versions;
       bool has_guard = false;
-      std::string copy;
       std::vector<bool> known(batch.size(), false);
       {
         std::lock_guard lock{committed_mutex};
@@ -488,34 +470,26 @@ struct postgres_event_store::impl {
       std::size_t bytes = 0;
       for (const auto& p : batch)
         for (const auto& e : p.request.events)
-          bytes += e.data.size() + p.metadata_text.size() + p.request.stream_id.size() + 128;
-      copy.reserve(bytes + bytes / 16);
+          bytes += e.data.size() + p.metadata_text.size() + p.request.stream_id.size() +
+                   e.type.size() + 96;
+      postgres::binary_copy copy;
+      copy.reserve(bytes + 32);
       auto position = first_position;
       for (std::size_t i = 0; i < batch.size(); ++i) {
         const auto& p = batch[i];
         const auto& r = p.request;
         auto version = base[i];
         for (const auto& e : r.events) {
-          // global_position, stream_id, stream_version, event_id, event_type,
-          // schema_version, data, metadata, recorded_at
-          copy += std::to_string(position++);
-          copy.push_back('\t');
-          postgres::pg_connection::append_copy_field(copy, r.stream_id);
-          copy.push_back('\t');
-          copy += std::to_string(++version);
-          copy.push_back('\t');
-          copy += e.event_id;  // a validated UUID: nothing to escape
-          copy.push_back('\t');
-          postgres::pg_connection::append_copy_field(copy, e.type);
-          copy.push_back('\t');
-          copy += std::to_string(e.schema_version);
-          copy.push_back('\t');
-          postgres::pg_connection::append_copy_field(copy, e.data);
-          copy.push_back('\t');
-          postgres::pg_connection::append_copy_field(copy, p.metadata_text);
-          copy.push_back('\t');
-          copy += p.recorded_text;
-          copy.push_back('\n');
+          copy.row(9);
+          copy.int8(position++);                // global_position
+          copy.text(r.stream_id);               // stream_id
+          copy.int8(++version);                 // stream_version
+          copy.uuid(e.event_id);                // event_id (validated, normalised)
+          copy.text(e.type);                    // event_type
+          copy.int4(e.schema_version);          // schema_version
+          copy.text(e.data);                    // data (json, validated)
+          copy.text(p.metadata_text);           // metadata (json)
+          copy.timestamptz(p.recorded_micros);  // recorded_at
         }
         inserted[i] = static_cast<std::int64_t>(r.events.size());
         last_position[i] = position - 1;
@@ -529,8 +503,8 @@ struct postgres_event_store::impl {
       build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
       conn.copy_in(
           "COPY troupe_events (global_position, stream_id, stream_version, event_id, event_type, "
-          "schema_version, data, metadata, recorded_at) FROM STDIN",
-          copy);
+          "schema_version, data, metadata, recorded_at) FROM STDIN (FORMAT binary)",
+          copy.finish());
       execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
       // The unique key stops a stream from being written twice at a
       // version; the check stops a write that would leave a gap below it.
@@ -961,7 +935,7 @@ void postgres_event_store::append(append_request request, append_callback done) 
   for (auto& e : request.events) normalise_uuid(e.event_id);
   pending_append pending{std::move(request), std::move(done), {}, {}, {}};
   pending.metadata_text = metadata_json(pending.request.metadata);
-  pending.recorded_text = timestamp_text(pending.request.recorded_at);
+  pending.recorded_micros = to_micros(pending.request.recorded_at);
   bool stopped;
   {
     std::lock_guard lock{im.append_mutex};

@@ -93,23 +93,38 @@ void pg_connection::copy_in(const std::string& copy_statement, std::string_view 
   check(result, "COPY failed");
 }
 
-void pg_connection::append_copy_field(std::string& out, std::string_view value) {
-  // Runs of plain bytes are copied whole: most fields escape nothing.
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < value.size(); ++i) {
-    const char* escaped;
-    switch (value[i]) {
-      case '\\': escaped = "\\\\"; break;
-      case '\t': escaped = "\\t"; break;
-      case '\n': escaped = "\\n"; break;
-      case '\r': escaped = "\\r"; break;
-      default: continue;
-    }
-    out.append(value.data() + run, i - run);
-    out.append(escaped, 2);
-    run = i + 1;
+binary_copy::binary_copy() {
+  // Signature, flags (no OIDs), header extension length.
+  static constexpr char header[] = "PGCOPY\n\377\r\n";
+  data_.append(header, sizeof header);  // includes the signature's final NUL
+  be(std::int32_t{0});
+  be(std::int32_t{0});
+}
+
+void binary_copy::text(std::string_view v) {
+  be(static_cast<std::int32_t>(v.size()));
+  data_.append(v);
+}
+
+void binary_copy::uuid(std::string_view canonical) {
+  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+  be(std::int32_t{16});
+  for (std::size_t i = 0; i + 1 < canonical.size(); ++i) {
+    if (canonical[i] == '-') continue;
+    data_.push_back(static_cast<char>(nibble(canonical[i]) << 4 | nibble(canonical[i + 1])));
+    ++i;
   }
-  out.append(value.data() + run, value.size() - run);
+}
+
+void binary_copy::timestamptz(std::int64_t unix_micros) {
+  // PostgreSQL counts from 2000-01-01 00:00:00 UTC.
+  constexpr std::int64_t postgres_epoch_micros = 946'684'800'000'000;
+  int8(unix_micros - postgres_epoch_micros);
+}
+
+std::string_view binary_copy::finish() {
+  be(std::int16_t{-1});
+  return data_;
 }
 
 std::string pg_connection::quote(std::string_view value) const {

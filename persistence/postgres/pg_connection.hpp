@@ -5,10 +5,12 @@
 // reconnects. Errors become pg_error with the SQLSTATE and whether the
 // connection is gone (then the outcome of what was in flight is unknown).
 
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 typedef struct pg_conn PGconn;
@@ -38,6 +40,41 @@ class pg_rows {
   PGresult* result_;
 };
 
+/// Rows in COPY's binary format (COPY ... FROM STDIN (FORMAT binary)): no
+/// escaping on the client, no text parsing of numbers, ids and times on
+/// the server. Fields are appended in the table's column order.
+class binary_copy {
+ public:
+  binary_copy();
+  void reserve(std::size_t bytes) { data_.reserve(bytes); }
+  void row(std::int16_t fields) { be(fields); }
+  void int8(std::int64_t v) {
+    be(std::int32_t{8});
+    be(v);
+  }
+  void int4(std::int32_t v) {
+    be(std::int32_t{4});
+    be(v);
+  }
+  /// text, json (sent as its text) and the like.
+  void text(std::string_view v);
+  /// A UUID in canonical text form (8-4-4-4-12 lower-case hex), as 16 bytes.
+  void uuid(std::string_view canonical);
+  /// timestamptz from microseconds since the Unix epoch.
+  void timestamptz(std::int64_t unix_micros);
+  /// The data with its trailer; the builder is spent.
+  std::string_view finish();
+
+ private:
+  template <class T>
+  void be(T v) {
+    auto u = static_cast<std::make_unsigned_t<T>>(v);
+    for (int shift = (sizeof(T) - 1) * 8; shift >= 0; shift -= 8)
+      data_.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+  std::string data_;
+};
+
 class pg_connection {
  public:
   /// Connects; throws pg_error (connection_lost) when it cannot.
@@ -50,12 +87,9 @@ class pg_connection {
   pg_rows exec(const std::string& sql);
   /// One statement with text parameters.
   pg_rows exec_params(const std::string& sql, const std::vector<std::string>& params);
-  /// Runs `copy_statement` (COPY ... FROM STDIN) and sends `data`, rows in
-  /// COPY text format, in one go.
+  /// Runs `copy_statement` (COPY ... FROM STDIN, in the format `data` is
+  /// in) and sends `data` in one go.
   void copy_in(const std::string& copy_statement, std::string_view data);
-
-  /// `value` escaped as a COPY text field (appended to `out`).
-  static void append_copy_field(std::string& out, std::string_view value);
   /// `value` as a quoted SQL literal.
   std::string quote(std::string_view value) const;
 

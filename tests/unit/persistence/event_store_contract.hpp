@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <mutex>
 
 #include <map>
@@ -111,17 +113,39 @@ TEST_P(EventStoreContract, MetadataComesBackWholeFromBothReads) {
   }
 }
 
-TEST_P(EventStoreContract, EventDataComesBackByteForByte) {
-  // Escapes, tabs, newlines and carriage returns (JSON whitespace) are what
-  // a bulk load's text format must escape; the text is stored as written.
-  auto r = request(s("bytes"), expected_version::no_stream(), 1);
-  r.events[0].data =
-      "{\"path\":\"C:\\\\dir\\\\f\\tile\",\n\t\"crlf\":\"a\\r\\nb\" ,\r\n\"q\":\"\\\"\"}";
-  auto data = r.events[0].data;
-  ASSERT_EQ(sync::append(*store_, std::move(r)).error, store_errc::ok);
-  auto read = sync::read_stream(*store_, s("bytes"));
-  ASSERT_EQ(read.events.size(), 1u);
-  EXPECT_EQ(read.events[0].data, data);
+TEST_P(EventStoreContract, EveryFieldComesBackAsWritten) {
+  // Escapes, tabs, newlines and carriage returns (JSON whitespace) in the
+  // data; an upper-case event id (stored canonical); a schema version; the
+  // time to the microsecond, before and after 2000 (PostgreSQL's epoch).
+  for (auto when : {std::chrono::microseconds{1'764'000'000'123'456},
+                    std::chrono::microseconds{946'684'799'999'999}}) {
+    auto stream = s("fields-" + std::to_string(when.count()));
+    auto r = request(stream, expected_version::no_stream(), 2);
+    r.events[0].data =
+        "{\"path\":\"C:\\\\dir\\\\f\\tile\",\n\t\"crlf\":\"a\\r\\nb\" ,\r\n\"q\":\"\\\"\"}";
+    r.events[0].type = "thing_renamed";
+    r.events[1].schema_version = 3;
+    auto id = r.events[1].event_id;
+    for (auto& c : r.events[1].event_id) c = static_cast<char>(std::toupper(c));
+    r.recorded_at = clock_type::time_point{when};
+    auto written = r.events;
+    auto appended = sync::append(*store_, std::move(r));
+    ASSERT_EQ(appended.error, store_errc::ok) << appended.message;
+    auto read = sync::read_stream(*store_, stream);
+    ASSERT_EQ(read.events.size(), 2u);
+    for (std::size_t i = 0; i < 2; ++i) {
+      const auto& e = read.events[i];
+      EXPECT_EQ(e.stream_id, stream);
+      EXPECT_EQ(e.version, stream_version{static_cast<std::int64_t>(i) + 1});
+      EXPECT_EQ(e.position.value, appended.last_position.value - 1 + static_cast<std::int64_t>(i));
+      EXPECT_EQ(e.type, written[i].type);
+      EXPECT_EQ(e.schema_version, written[i].schema_version);
+      EXPECT_EQ(e.data, written[i].data);
+      EXPECT_EQ(e.recorded_at, clock_type::time_point{when});
+    }
+    EXPECT_EQ(read.events[0].event_id, written[0].event_id);
+    EXPECT_EQ(read.events[1].event_id, id);
+  }
 }
 
 TEST_P(EventStoreContract, WrongExpectedVersionWritesNothing) {
