@@ -261,7 +261,8 @@ class committed_versions {
   std::vector<slot> slots_;
 };
 
-/// 65,536 streams: ~3 MiB at most, enough for every aggregate busy at once.
+/// 65,536 streams: 2.5 MiB of slots plus the ids longer than 15 bytes
+/// (~3 MiB more when full); enough for every aggregate busy at once.
 constexpr std::size_t committed_version_slots = 1 << 16;
 
 }  // namespace
@@ -406,7 +407,7 @@ struct postgres_event_store::impl {
                       std::unordered_map<std::string, std::int64_t>& actual,
                       const std::unordered_set<std::size_t>& duplicate_ids = {}) {
     std::int64_t events = 0, conflicted = 0, rejected = 0;
-    std::unique_lock committed_lock{committed_mutex};
+    std::lock_guard committed_lock{committed_mutex};
     for (std::size_t i = 0; i < batch.size(); ++i) {
       auto& p = batch[i];
       auto n = static_cast<std::int64_t>(p.request.events.size());
