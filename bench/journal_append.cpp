@@ -192,8 +192,7 @@ load_result closed_loop(troupe::postgres_event_store& store, int streams, double
 load_result open_loop(troupe::postgres_event_store& store, int streams, double rate,
                       double seconds) {
   std::mutex mutex;
-  std::vector<double> latencies_ms;
-  std::vector<std::pair<double, double>> due_and_latency_ms;
+  std::vector<std::pair<double, double>> due_and_latency_ms;  // since start
   std::atomic<std::int64_t> outstanding{0};
   std::vector<std::int64_t> versions(static_cast<std::size_t>(streams), 0);
   std::vector<std::atomic<bool>> busy(static_cast<std::size_t>(streams));
@@ -208,34 +207,33 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
   // while it is busy wait in its backlog and are charged from their due time.
   std::function<void(int, steady::time_point)> send = [&](int s, steady::time_point due) {
     auto& version = versions[static_cast<std::size_t>(s)];
-    store.append(
-        make_append(prefix + std::to_string(s), version), [&, s, due](troupe::append_result r) {
-          if (r.error != troupe::store_errc::ok) {
-            std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
-            std::exit(1);
-          }
-          versions[static_cast<std::size_t>(s)] = r.last_version.value;
-          {
-            std::lock_guard lock{mutex};
-            auto ms = std::chrono::duration<double, std::milli>(steady::now() - due).count();
-            latencies_ms.push_back(ms);
-            due_and_latency_ms.emplace_back(
-                std::chrono::duration<double, std::milli>(due - start).count(), ms);
-          }
-          outstanding.fetch_sub(1);
-          std::optional<steady::time_point> queued;
-          {
-            std::lock_guard lock{backlog_mutex};
-            auto& q = backlog[static_cast<std::size_t>(s)];
-            if (q.empty()) {
-              busy[static_cast<std::size_t>(s)] = false;
-            } else {
-              queued = q.front();
-              q.pop_front();
-            }
-          }
-          if (queued) send(s, *queued);
-        });
+    store.append(make_append(prefix + std::to_string(s), version),
+                 [&, s, due](troupe::append_result r) {
+                   if (r.error != troupe::store_errc::ok) {
+                     std::fprintf(stderr, "append failed: %s\n", r.message.c_str());
+                     std::exit(1);
+                   }
+                   versions[static_cast<std::size_t>(s)] = r.last_version.value;
+                   {
+                     std::lock_guard lock{mutex};
+                     due_and_latency_ms.emplace_back(
+                         std::chrono::duration<double, std::milli>(due - start).count(),
+                         std::chrono::duration<double, std::milli>(steady::now() - due).count());
+                   }
+                   outstanding.fetch_sub(1);
+                   std::optional<steady::time_point> queued;
+                   {
+                     std::lock_guard lock{backlog_mutex};
+                     auto& q = backlog[static_cast<std::size_t>(s)];
+                     if (q.empty()) {
+                       busy[static_cast<std::size_t>(s)] = false;
+                     } else {
+                       queued = q.front();
+                       q.pop_front();
+                     }
+                   }
+                   if (queued) send(s, *queued);
+                 });
   };
   for (std::int64_t i = 0; i < total; ++i) {
     auto due =
@@ -267,6 +265,9 @@ load_result open_loop(troupe::postgres_event_store& store, int streams, double r
       if (v.first > 0)
         std::printf("  window %5d ms: %5d over 20 ms, max %.1f ms\n", w * 50, v.first, v.second);
   }
+  std::vector<double> latencies_ms;
+  latencies_ms.reserve(due_and_latency_ms.size());
+  for (auto [due_ms, ms] : due_and_latency_ms) latencies_ms.push_back(ms);
   std::sort(latencies_ms.begin(), latencies_ms.end());
   return {static_cast<double>(total) / seconds, percentile(latencies_ms, 0.50),
           percentile(latencies_ms, 0.99)};
