@@ -5,6 +5,7 @@
 
 #include "actors/bookstore.hpp"
 #include "http/api_impl.hpp"
+#include "runtime/commit_watch.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
 #include "runtime/projector.hpp"
@@ -491,37 +492,81 @@ void bookstore_api::impl::run_query(const call_ptr& c, std::string projection,
 
 void bookstore_api::impl::with_state(
     const call_ptr& c, std::string_view category, const std::string& id,
-    std::function<void(const json::object* state, stream_version)> next) {
+    std::function<void(const json::object* state, stream_version)> next, bool may_wait) {
   auto type = aggregate_types.find(category);
   if (type == aggregate_types.end())
     return c->reply(problem(500, "internal-error", "unknown aggregate category"));
+  std::optional<std::int64_t> after_version, wait_ms;
+  if (may_wait) {
+    if (!int_param(c, "after_version", after_version) || !int_param(c, "wait_ms", wait_ms)) return;
+    if (after_version && *after_version < 0)
+      return c->reply(problem(400, "invalid-parameter", "after_version must be 0 or more",
+                              {{"after_version", "must be 0 or more"}}));
+    if (wait_ms && (*wait_ms < 0 || *wait_ms > max_wait_ms))
+      return c->reply(problem(400, "invalid-parameter",
+                              "wait_ms must be 0.." + std::to_string(max_wait_ms),
+                              {{"wait_ms", "must be 0.." + std::to_string(max_wait_ms)}}));
+    if (wait_ms && *wait_ms > 0 && !after_version)
+      return c->reply(problem(400, "invalid-parameter",
+                              "wait_ms needs after_version: the version to wait past",
+                              {{"after_version", "required with wait_ms"}}));
+  }
   auto stream = stream_of(category, id);
   if (validate_stream_id(stream))
     return c->reply(problem(404, "not-found", "no such resource: '" + id + "'"));
-  read_state(
-      parts.store, type->second, std::move(stream), [c, next = std::move(next)](state_read r) {
-        if (r.error != store_errc::ok)
-          return c->reply(
-              problem(503, "store-unavailable", "the event store could not be read; retry later"));
-        if (r.version.value == 0 || !r.state.is_object()) return next(nullptr, r.version);
-        next(&r.state.as_object(), r.version);
-      });
+  auto answer = [c, next = std::move(next)](state_read r) {
+    if (r.error != store_errc::ok)
+      return c->reply(
+          problem(503, "store-unavailable", "the event store could not be read; retry later"));
+    if (r.version.value == 0 || !r.state.is_object()) return next(nullptr, r.version);
+    next(&r.state.as_object(), r.version);
+  };
+  // Commits are seen only where the stream's commands run: elsewhere in a
+  // cluster the read is answered at once and the client polls.
+  auto* commands = parts.commands;
+  if (!wait_ms || *wait_ms == 0 || commands == nullptr || !commands->serves_stream(stream))
+    return read_state(parts.store, type->second, std::move(stream), std::move(answer));
+
+  // The long poll: register first, then read, so a commit between the two
+  // is not missed. Whichever of "the read shows a newer version" and "the
+  // watch woke" comes first answers; the watch's answer reads again.
+  struct long_poll {
+    std::atomic<bool> answered{false};
+    std::uint64_t ticket = 0;
+  };
+  auto poll = std::make_shared<long_poll>();
+  auto reread = [store = parts.store, type = &type->second, stream, answer, poll](watch_end) {
+    if (poll->answered.exchange(true)) return;
+    read_state(store, *type, stream, answer);
+  };
+  auto deadline = commit_watch::clock::now() + std::chrono::milliseconds{*wait_ms};
+  poll->ticket = commands->commits().wait(stream, *after_version, deadline, std::move(reread));
+  if (poll->ticket == 0)  // full: answer now, the client polls again
+    return read_state(parts.store, type->second, std::move(stream), std::move(answer));
+  read_state(parts.store, type->second, stream,
+             [commands, poll, after = *after_version, answer](state_read r) {
+               if (r.error == store_errc::ok && r.version.value <= after) return;  // wait
+               if (poll->answered.exchange(true)) return;
+               commands->commits().cancel(poll->ticket);
+               answer(std::move(r));
+             });
 }
 
 void bookstore_api::impl::get_state(
     const call_ptr& c, std::string_view category, const std::string& id,
     std::function<std::optional<json::object>(const json::object&)> present) {
-  with_state(c, category, id,
-             [c, id, present = std::move(present)](const json::object* state, stream_version v) {
-               std::optional<json::object> shown;
-               if (state != nullptr) shown = present(*state);
-               if (!shown)
-                 return c->reply(problem(404, "not-found", "no such resource: '" + id + "'"));
-               (*shown)["version"] = v.value;
-               auto res = json_response(200, *shown);
-               res.headers.push_back({"etag", "\"" + std::to_string(v.value) + "\""});
-               c->reply(std::move(res));
-             });
+  with_state(
+      c, category, id,
+      [c, id, present = std::move(present)](const json::object* state, stream_version v) {
+        std::optional<json::object> shown;
+        if (state != nullptr) shown = present(*state);
+        if (!shown) return c->reply(problem(404, "not-found", "no such resource: '" + id + "'"));
+        (*shown)["version"] = v.value;
+        auto res = json_response(200, *shown);
+        res.headers.push_back({"etag", "\"" + std::to_string(v.value) + "\""});
+        c->reply(std::move(res));
+      },
+      true);
 }
 
 std::optional<std::pair<std::int64_t, std::int64_t>> bookstore_api::impl::paging(

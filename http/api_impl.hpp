@@ -55,6 +55,8 @@ struct bookstore_api::impl {
   std::atomic<std::int64_t> commands_shed{0};
   std::atomic<std::int64_t> replays{0};
   std::atomic<std::int64_t> queries_shed{0};
+  /// The longest a single-resource GET may wait (wait_ms).
+  static constexpr std::int64_t max_wait_ms = 30'000;
 
   // ---- request flow (api.cpp) ----
   void handle(request&& r, responder reply);
@@ -91,8 +93,12 @@ struct bookstore_api::impl {
       std::function<std::optional<boost::json::object>(const boost::json::object&)> present);
   /// Reads an aggregate's state and passes it on (nullopt state when the
   /// stream is empty); answers 503 itself when the store fails.
+  /// With `may_wait`, the caller's `after_version` and `wait_ms` make it a
+  /// long poll: the read is answered once the stream passes after_version,
+  /// or after wait_ms with what it has then.
   void with_state(const call_ptr& c, std::string_view category, const std::string& id,
-                  std::function<void(const boost::json::object* state, stream_version)> next);
+                  std::function<void(const boost::json::object* state, stream_version)> next,
+                  bool may_wait = false);
   /// Paging parameters (page >= 1, 1 <= page_size <= 100); answers 400 if bad.
   std::optional<std::pair<std::int64_t, std::int64_t>> paging(const call_ptr& c);
   /// An integer query parameter; answers 400 if present and not an integer.

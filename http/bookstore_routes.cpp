@@ -16,6 +16,13 @@ namespace json = boost::json;
 using namespace bookstore;
 
 namespace {
+// Single-resource GETs take these two: a long poll (see with_state).
+const parameter_doc after_version_doc{
+    "after_version", "query", "integer",
+    "with wait_ms: answer once the resource's version is past this one"};
+const parameter_doc wait_ms_doc{
+    "wait_ms", "query", "integer",
+    "wait up to this long (0-30000 ms) for a version past after_version; then answer what is"};
 
 constexpr std::string_view api = "/api/v1";
 
@@ -195,7 +202,12 @@ void add_named_entry_routes(bookstore_api::impl& api, std::string_view plural,
       }});
   self.routes.add(route{
       "GET", one, access::open,
-      route_doc{"Get a " + noun, tag, {}, {}, std::string(schema), {200, 404, 503}},
+      route_doc{"Get a " + noun,
+                tag,
+                {after_version_doc, wait_ms_doc},
+                {},
+                std::string(schema),
+                {200, 400, 404, 503}},
       [&self, noun, field](call_ptr c) {
         auto id = c->param(field);
         self.get_state(c, noun, id, [field](const json::object& s) -> std::optional<json::object> {
@@ -326,10 +338,10 @@ void bookstore_api::impl::add_catalog_routes() {
   routes.add(route{"GET", one_book, access::open,
                    route_doc{"Get a book (stock, price) as its aggregate has it",
                              "catalog",
-                             {},
+                             {after_version_doc, wait_ms_doc},
                              {},
                              "Book",
-                             {200, 404, 503}},
+                             {200, 400, 404, 503}},
                    [this](call_ptr c) {
                      get_state(c, "book", c->param("book_id"),
                                [](const json::object& s) -> std::optional<json::object> {
@@ -434,17 +446,22 @@ void bookstore_api::impl::add_shopping_routes() {
         problem(403, "forbidden", "a buyer reaches only their own basket, orders and account"));
   };
   auto basket_path = path("/baskets/{buyer_id}");
-  routes.add(route{
-      "GET", basket_path, access::signed_in,
-      route_doc{"Get a buyer's basket", "basket", {}, {}, "Basket", {200, 401, 403, 404, 503}},
-      [this, forbid](call_ptr c) {
-        auto buyer = c->param("buyer_id");
-        if (!c->who.may_act_for(buyer)) return forbid(c);
-        get_state(c, "basket", buyer, [](const json::object& s) -> std::optional<json::object> {
-          if (!s.at("exists").as_bool()) return std::nullopt;
-          return pick(s, {"buyer_id", "items"});
-        });
-      }});
+  routes.add(route{"GET", basket_path, access::signed_in,
+                   route_doc{"Get a buyer's basket",
+                             "basket",
+                             {after_version_doc, wait_ms_doc},
+                             {},
+                             "Basket",
+                             {200, 400, 401, 403, 404, 503}},
+                   [this, forbid](call_ptr c) {
+                     auto buyer = c->param("buyer_id");
+                     if (!c->who.may_act_for(buyer)) return forbid(c);
+                     get_state(c, "basket", buyer,
+                               [](const json::object& s) -> std::optional<json::object> {
+                                 if (!s.at("exists").as_bool()) return std::nullopt;
+                                 return pick(s, {"buyer_id", "items"});
+                               });
+                   }});
   routes.add(route{"PUT", basket_path, access::signed_in,
                    route_doc{"Create or replace a buyer's basket",
                              "basket",
@@ -627,24 +644,28 @@ void bookstore_api::impl::add_shopping_routes() {
       }});
   routes.add(
       route{"GET", path("/orders/{order_id}"), access::signed_in,
-            route_doc{"Get an order and its status as the fulfilment saga moves it",
+            route_doc{"Get an order and its status as the fulfilment saga moves it (long poll: "
+                      "after_version + wait_ms)",
                       "orders",
-                      {},
+                      {after_version_doc, wait_ms_doc},
                       {},
                       "Order",
-                      {200, 401, 403, 404, 503}},
+                      {200, 400, 401, 403, 404, 503}},
             [this, forbid](call_ptr c) {
               auto id = c->param("order_id");
-              with_state(c, "order", id, [c, id, forbid](const json::object* s, stream_version v) {
-                if (s == nullptr || s->at("status") == "none")
-                  return c->reply(problem(404, "not-found", "no such order: '" + id + "'"));
-                if (!c->who.may_act_for(s->at("buyer_id").as_string())) return forbid(c);
-                auto o = pick(*s, {"order_id", "buyer_id", "status", "items", "total"});
-                o["version"] = v.value;
-                auto res = json_response(200, o);
-                res.headers.push_back({"etag", "\"" + std::to_string(v.value) + "\""});
-                c->reply(std::move(res));
-              });
+              with_state(
+                  c, "order", id,
+                  [c, id, forbid](const json::object* s, stream_version v) {
+                    if (s == nullptr || s->at("status") == "none")
+                      return c->reply(problem(404, "not-found", "no such order: '" + id + "'"));
+                    if (!c->who.may_act_for(s->at("buyer_id").as_string())) return forbid(c);
+                    auto o = pick(*s, {"order_id", "buyer_id", "status", "items", "total"});
+                    o["version"] = v.value;
+                    auto res = json_response(200, o);
+                    res.headers.push_back({"etag", "\"" + std::to_string(v.value) + "\""});
+                    c->reply(std::move(res));
+                  },
+                  true);
             }});
   routes.add(route{
       "GET", orders, access::signed_in,
@@ -841,7 +862,12 @@ void bookstore_api::impl::add_shopping_routes() {
                    }});
   routes.add(route{
       "GET", path("/accounts/{buyer_id}"), access::signed_in,
-      route_doc{"Get a buyer's account", "finance", {}, {}, "Account", {200, 401, 403, 404, 503}},
+      route_doc{"Get a buyer's account",
+                "finance",
+                {after_version_doc, wait_ms_doc},
+                {},
+                "Account",
+                {200, 400, 401, 403, 404, 503}},
       [this, forbid](call_ptr c) {
         auto buyer = c->param("buyer_id");
         if (!c->who.may_act_for(buyer)) return forbid(c);

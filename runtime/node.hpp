@@ -22,6 +22,8 @@
 
 namespace troupe {
 
+class commit_watch;
+
 /// Counters a node keeps; a copy read without stopping anything.
 struct node_stats {
   std::int64_t in_flight_commands = 0;
@@ -38,6 +40,8 @@ struct node_stats {
   std::int64_t snapshots_written = 0;
   std::int64_t queued_commands = 0;  // waiting inside aggregate actors
   std::int64_t region_mailbox = 0;   // sampled at the region's last tick
+  std::int64_t commit_waiters = 0;   // long polls waiting (commits())
+  std::int64_t commit_waits_refused = 0;
 };
 
 /// Extra envelope fields for the typed convenience calls.
@@ -128,6 +132,13 @@ class node {
 
   /// The registration of an aggregate category, or nullptr.
   const aggregate_type* find_aggregate_type(std::string_view category) const;
+
+  /// Long polls: told of every commit this node's aggregates make
+  /// (runtime/commit_watch.hpp). Bounded by `node.max_commit_waiters`.
+  commit_watch& commits();
+  /// True when this node runs the commands of `stream_id` (always when not
+  /// clustered), so its commits are seen by commits().
+  bool serves_stream(std::string_view stream_id) const;
 
   node_stats stats() const;
   const std::string& id() const;

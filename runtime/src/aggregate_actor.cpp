@@ -375,6 +375,8 @@ void on_append_completed(aggregate_actor* self, append_result& r) {
       result.position = r.last_position;
       result.event_count = static_cast<std::size_t>(count);
       command.complete(std::move(result));
+      if (st.context->commits != nullptr)
+        st.context->commits->committed(st.stream_id, r.last_version.value);
       if (!evolved) {
         st.instance = st.type->type.make_instance();
         st.version = stream_version{0};

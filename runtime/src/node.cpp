@@ -7,7 +7,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "runtime/commit_watch.hpp"
 #include "runtime/logging.hpp"
+#include "runtime/shard_map.hpp"
 #include "runtime/src/protocol.hpp"
 #include "runtime/uuid.hpp"
 
@@ -71,6 +73,7 @@ struct node::impl {
   // Copied under `lifecycle` and called outside it: set_router may
   // replace it while a call is running.
   std::shared_ptr<const command_router> router;
+  std::unique_ptr<commit_watch> commits;
 
   /// Checks a command may enter (running, under the in-flight bound, not
   /// empty), fills its ids; on refusal answers `done` and returns false.
@@ -91,6 +94,9 @@ node::node(const config& cfg, std::shared_ptr<event_store> store) : impl_(new im
   im.context.log = logger("node");
   im.max_in_flight = cfg.integer("node.max_in_flight_commands");
   im.shutdown_timeout = std::chrono::milliseconds{cfg.integer("node.shutdown_timeout_ms")};
+  im.commits = std::make_unique<commit_watch>(
+      static_cast<std::size_t>(cfg.integer("node.max_commit_waiters")));
+  im.context.commits = im.commits.get();
 }
 
 node::~node() { stop(); }
@@ -268,7 +274,18 @@ node_stats node::stats() const {
   s.snapshots_written = get(c.snapshots_written);
   s.queued_commands = get(c.queued);
   s.region_mailbox = get(c.region_mailbox);
+  s.commit_waiters = static_cast<std::int64_t>(impl_->commits->waiting());
+  s.commit_waits_refused = impl_->commits->refused();
   return s;
+}
+
+commit_watch& node::commits() { return *impl_->commits; }
+
+bool node::serves_stream(std::string_view stream_id) const {
+  const auto& context = impl_->context;
+  if (context.shard_count == 0) return true;
+  return context.shard_open[shard_of(stream_id, context.shard_count)].load(
+      std::memory_order_acquire);
 }
 
 const std::string& node::id() const { return impl_->context.node_id; }
@@ -302,6 +319,7 @@ void node::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   if (auto left = im.context.pending_snapshots.load(); left > 0)
     im.context.log->warn("{} snapshot writes still pending at shutdown", left);
+  im.commits->stop();  // waiters get `stopped` and answer what they have
   im.context.log->info("node {} stopped", im.context.node_id);
 }
 

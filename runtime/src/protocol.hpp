@@ -13,6 +13,7 @@
 #include "persistence/event_store.hpp"
 #include "runtime/aggregate_host.hpp"
 #include "runtime/command.hpp"
+#include "runtime/commit_watch.hpp"
 
 namespace spdlog {
 class logger;
@@ -63,6 +64,8 @@ struct hosting_context {
   /// for them before this context goes away.
   std::atomic<std::int64_t> pending_snapshots{0};
   std::shared_ptr<spdlog::logger> log;
+  /// Told of every commit, for long polls (node-owned; never null once started).
+  commit_watch* commits = nullptr;
 };
 
 /// The sender's completion for one command, shared by every copy of the

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -450,6 +451,65 @@ TEST_F(HttpApi, OrdersArePlacedAndTheSagaMovesTheirStatus) {
   EXPECT_EQ(mine.post("/api/v1/orders", body({{"buyer_id", "someone-else"}})).status, 403);
   EXPECT_EQ(mine.get("/api/v1/orders/nope").status, 404);
   EXPECT_EQ(mine.post("/api/v1/orders/" + order_id + "/complete", "").status, 403);
+}
+
+TEST_F(HttpApi, AGetWaitsForAVersionPastTheOneGivenThenAnswersWhatIs) {
+  auto a = admin();
+  auto book_id = make_book(a, 700, 1);
+  auto first = a.get("/api/v1/books/" + book_id);
+  ASSERT_EQ(first.status, 200);
+  auto version = first.json().at("version").as_int64();
+  auto at = [&](std::int64_t after, int wait_ms) {
+    return "/api/v1/books/" + book_id + "?after_version=" + std::to_string(after) +
+           "&wait_ms=" + std::to_string(wait_ms);
+  };
+
+  // Waiting while a commit comes: answered with the new version, long
+  // before the wait would run out.
+  auto waiting = std::async(std::launch::async, [&] { return admin().get(at(version, 25000)); });
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds{300}), std::future_status::timeout);
+  ASSERT_EQ(a.post("/api/v1/books/" + book_id + "/stock", body({{"quantity", 4}})).status, 200);
+  ASSERT_EQ(waiting.wait_for(std::chrono::seconds{15}), std::future_status::ready);
+  auto moved = waiting.get();
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  EXPECT_EQ(moved.json().at("version").as_int64(), version + 1);
+  EXPECT_EQ(moved.json().at("stock"), 5);
+
+  // Already past: at once. Nothing comes: the wait runs out and the
+  // resource is answered as it is.
+  EXPECT_EQ(a.get(at(version, 25000)).json().at("version").as_int64(), version + 1);
+  auto unchanged = a.get(at(version + 1, 200));
+  ASSERT_EQ(unchanged.status, 200) << unchanged.body;
+  EXPECT_EQ(unchanged.json().at("version").as_int64(), version + 1);
+
+  // An order's status, moved by the saga while the buyer waits.
+  auto me = unique("buyer");
+  ASSERT_EQ(a.post("/api/v1/accounts", body({{"buyer_id", me}, {"credit_limit", 100000}})).status,
+            201);
+  auto mine = buyer(me);
+  auto placed = mine.post(
+      "/api/v1/orders",
+      body({{"items", json::array{json::object{{"book_id", book_id}, {"quantity", 1}}}}}));
+  ASSERT_EQ(placed.status, 201) << placed.body;
+  auto order = "/api/v1/orders/" + std::string(placed.json().at("order_id").as_string());
+  auto seen = placed.json().at("version").as_int64();
+  std::string status = "placed";
+  for (int asks = 0; asks < 10 && status != "completed"; ++asks) {
+    auto r = mine.get(order + "?after_version=" + std::to_string(seen) + "&wait_ms=20000");
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_GT(r.json().at("version").as_int64(), seen);  // not a wait that ran out
+    seen = r.json().at("version").as_int64();
+    status = std::string(r.json().at("status").as_string());
+  }
+  EXPECT_EQ(status, "completed");
+
+  // Bad waits are refused, naming the parameter.
+  for (auto bad : {"?wait_ms=100", "?after_version=1&wait_ms=30001", "?after_version=-1&wait_ms=10",
+                   "?after_version=x"}) {
+    auto r = a.get("/api/v1/books/" + book_id + bad);
+    EXPECT_EQ(r.status, 400) << bad << " " << r.body;
+    EXPECT_EQ(r.problem_type(), "invalid-parameter") << bad;
+  }
 }
 
 TEST_F(HttpApi, AdminsChangeCreditLimitsAndCompleteOrders) {

@@ -87,7 +87,8 @@ parse_result parse_options(int argc, const char* const* argv) {
       "errors and saga outcomes; --audit then checks the event store and views."};
   app.set_help_flag("-h,--help", "show this help");
   std::vector<std::string> targets;
-  std::string duration = "30s", warmup = "5s", timeout = "30s", saga_timeout = "60s", mix;
+  std::string duration = "30s", warmup = "5s", timeout = "30s", saga_timeout = "60s", mix,
+              status_wait = "10s";
   std::optional<double> rate;
   app.add_option("-t,--target", targets,
                  "node to drive, http://host:port; repeat or comma-separate for several "
@@ -111,6 +112,10 @@ parse_result parse_options(int argc, const char* const* argv) {
   app.add_option("--timeout", timeout, "per-request timeout")->capture_default_str();
   app.add_option("--saga-timeout", saga_timeout,
                  "checkout: how long to wait for the saga to end an order")
+      ->capture_default_str();
+  app.add_option("--status-wait", status_wait,
+                 "checkout: how long each order-status request waits on the server for a "
+                 "change (long poll, at most 30s); 0 = poll")
       ->capture_default_str();
   app.add_flag("--no-seed", o.no_seed, "do not create the catalog, buyers and accounts first");
   app.add_option("--books", o.books, "books in the catalog")->capture_default_str();
@@ -203,6 +208,13 @@ parse_result parse_options(int argc, const char* const* argv) {
   auto st = parse_duration(saga_timeout);
   if (!st || st->count() == 0) return fail("bad --saga-timeout '" + saga_timeout + "'");
   o.saga_timeout = *st;
+  auto sw = parse_duration(status_wait);
+  if (!sw || *sw > std::chrono::seconds{30})
+    return fail("bad --status-wait '" + status_wait + "' (0 to 30s, e.g. 10s)");
+  if (*sw >= o.request_timeout)
+    return fail("--status-wait (" + status_wait + ") must be shorter than --timeout (" + timeout +
+                ")");
+  o.status_wait = *sw;
   for (auto [name, value] : {std::pair{"--books", o.books},
                              {"--authors", o.authors},
                              {"--categories", o.categories},

@@ -36,6 +36,9 @@ struct load_options {
   std::chrono::milliseconds request_timeout{30'000};
   /// checkout: how long to wait for the saga to end an order.
   std::chrono::milliseconds saga_timeout{60'000};
+  /// checkout: how long each status request waits on the server for the
+  /// order to change (a long poll); 0 = poll with client-side pauses.
+  std::chrono::milliseconds status_wait{10'000};
 
   // Catalog: created (idempotently) before the run unless no_seed.
   bool no_seed = false;

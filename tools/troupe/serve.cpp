@@ -268,6 +268,11 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
   sample("troupe_aggregate_activations_total", "", s.activations);
   metric("troupe_snapshots_written_total", "counter", "aggregate snapshots written");
   sample("troupe_snapshots_written_total", "", s.snapshots_written);
+  metric("troupe_long_polls_waiting", "gauge", "reads waiting for a stream to pass a version");
+  sample("troupe_long_polls_waiting", "", s.commit_waiters);
+  metric("troupe_long_polls_refused_total", "counter",
+         "long polls answered at once because node.max_commit_waiters were waiting");
+  sample("troupe_long_polls_refused_total", "", s.commit_waits_refused);
   if (publisher != nullptr) {
     auto p = publisher->stats();
     metric("troupe_publisher_published_total", "counter", "events acknowledged by JetStream");

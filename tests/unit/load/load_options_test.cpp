@@ -41,17 +41,30 @@ TEST(LoadOptions, EndpointsAreHostAndPort) {
 }
 
 TEST(LoadOptions, AFullCommandLine) {
-  auto r = parse({"-t",        "127.0.0.1:1,127.0.0.1:2",
-                  "-t",        "http://h:3",
-                  "-s",        "mixed",
-                  "--mix",     "browse=3,checkout=1",
-                  "-r",        "500",
-                  "-c",        "20",
-                  "--threads", "2",
-                  "-d",        "1m",
-                  "-w",        "0",
-                  "--items",   "3",
-                  "--run-id",  "r1"});
+  auto r = parse({"-t",
+                  "127.0.0.1:1,127.0.0.1:2",
+                  "-t",
+                  "http://h:3",
+                  "-s",
+                  "mixed",
+                  "--mix",
+                  "browse=3,checkout=1",
+                  "-r",
+                  "500",
+                  "-c",
+                  "20",
+                  "--threads",
+                  "2",
+                  "-d",
+                  "1m",
+                  "-w",
+                  "0",
+                  "--items",
+                  "3",
+                  "--status-wait",
+                  "2s",
+                  "--run-id",
+                  "r1"});
   ASSERT_TRUE(r.options) << r.message;
   const auto& o = *r.options;
   ASSERT_EQ(o.targets.size(), 3u);
@@ -63,6 +76,7 @@ TEST(LoadOptions, AFullCommandLine) {
   EXPECT_EQ(o.duration, std::chrono::minutes{1});
   EXPECT_EQ(o.warmup, std::chrono::milliseconds{0});
   EXPECT_EQ(o.items_per_order, 3);
+  EXPECT_EQ(o.status_wait, std::chrono::seconds{2});
   EXPECT_EQ(o.run_id, "r1");
 }
 
@@ -94,6 +108,8 @@ TEST(LoadOptions, BadInputNamesTheOption) {
                         {{"-t", "h:1", "--items", "5", "--books", "2"}, "--items"},
                         {{"-t", "h:1", "--prefix", "Bad Prefix"}, "--prefix"},
                         {{"-t", "h:1", "--run-id", "x/y"}, "--run-id"},
+                        {{"-t", "h:1", "--status-wait", "31s"}, "--status-wait"},
+                        {{"-t", "h:1", "--status-wait", "5s", "--timeout", "5s"}, "--status-wait"},
                         {{"-t", "h:1", "--no-such-flag"}, "no-such-flag"}}) {
     auto r = parse(b.args);
     EXPECT_FALSE(r.options) << b.mentions;
