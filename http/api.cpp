@@ -524,8 +524,9 @@ void bookstore_api::impl::with_state(
   // Commits are seen only where the stream's commands run: elsewhere in a
   // cluster the read is answered at once and the client polls.
   auto* commands = parts.commands;
+  const auto* decider = &type->second;
   if (!wait_ms || *wait_ms == 0 || commands == nullptr || !commands->serves_stream(stream))
-    return read_state(parts.store, type->second, std::move(stream), std::move(answer));
+    return read_current(*decider, std::move(stream), std::move(answer));
 
   // The long poll: register first, then read, so a commit between the two
   // is not missed. Whichever of "the read shows a newer version" and "the
@@ -535,21 +536,38 @@ void bookstore_api::impl::with_state(
     std::uint64_t ticket = 0;
   };
   auto poll = std::make_shared<long_poll>();
-  auto reread = [store = parts.store, type = &type->second, stream, answer, poll](watch_end) {
+  // Wakes run at the latest when serve stops the watch, before this API
+  // goes away (and the node stops them again).
+  auto reread = [this, decider, stream, answer, poll](watch_end) {
     if (poll->answered.exchange(true)) return;
-    read_state(store, *type, stream, answer);
+    read_current(*decider, stream, answer);
   };
   auto deadline = commit_watch::clock::now() + std::chrono::milliseconds{*wait_ms};
   poll->ticket = commands->commits().wait(stream, *after_version, deadline, std::move(reread));
   if (poll->ticket == 0)  // full: answer now, the client polls again
-    return read_state(parts.store, type->second, std::move(stream), std::move(answer));
-  read_state(parts.store, type->second, stream,
-             [commands, poll, after = *after_version, answer](state_read r) {
-               if (r.error == store_errc::ok && r.version.value <= after) return;  // wait
-               if (poll->answered.exchange(true)) return;
-               commands->commits().cancel(poll->ticket);
-               answer(std::move(r));
-             });
+    return read_current(*decider, std::move(stream), std::move(answer));
+  read_current(*decider, stream, [commands, poll, after = *after_version, answer](state_read r) {
+    if (r.error == store_errc::ok && r.version.value <= after) return;  // wait
+    if (poll->answered.exchange(true)) return;
+    commands->commits().cancel(poll->ticket);
+    answer(std::move(r));
+  });
+}
+
+void bookstore_api::impl::read_current(const aggregate_type& type, std::string stream,
+                                       std::function<void(state_read)> answer) {
+  auto* commands = parts.commands;
+  if (commands == nullptr)
+    return read_state(parts.store, type, std::move(stream), std::move(answer));
+  auto live = [store = parts.store, &type, stream,
+               answer = std::move(answer)](std::optional<live_state> live) mutable {
+    if (!live) return read_state(std::move(store), type, std::move(stream), std::move(answer));
+    state_read r;
+    r.state = std::move(live->state);
+    r.version = live->version;
+    answer(std::move(r));
+  };
+  commands->read_live(std::move(stream), std::move(live));
 }
 
 void bookstore_api::impl::get_state(
@@ -610,30 +628,30 @@ void bookstore_api::impl::quote_price(const std::string& book_id,
   }
   auto stream = stream_of("book", book_id);
   if (validate_stream_id(stream)) return next(price_quote{std::nullopt, false});
-  read_state(parts.store, aggregate_types.at("book"), std::move(stream),
-             [this, book_id, next = std::move(next)](state_read r) {
-               if (r.error != store_errc::ok) return next(price_quote{std::nullopt, true});
-               std::optional<std::int64_t> cents;
-               try {
-                 if (r.version.value > 0 && r.state.is_object()) {
-                   const auto& s = r.state.as_object();
-                   if (s.contains("status") && s.at("status") == "active") {
-                     cents = s.at("price").to_number<std::int64_t>();
-                     if (const auto* d = s.if_contains("discount_price"); d && !d->is_null())
-                       cents = d->to_number<std::int64_t>();
+  read_current(aggregate_types.at("book"), std::move(stream),
+               [this, book_id, next = std::move(next)](state_read r) {
+                 if (r.error != store_errc::ok) return next(price_quote{std::nullopt, true});
+                 std::optional<std::int64_t> cents;
+                 try {
+                   if (r.version.value > 0 && r.state.is_object()) {
+                     const auto& s = r.state.as_object();
+                     if (s.contains("status") && s.at("status") == "active") {
+                       cents = s.at("price").to_number<std::int64_t>();
+                       if (const auto* d = s.if_contains("discount_price"); d && !d->is_null())
+                         cents = d->to_number<std::int64_t>();
+                     }
                    }
+                 } catch (const std::exception&) {
+                   return next(price_quote{std::nullopt, true});
                  }
-               } catch (const std::exception&) {
-                 return next(price_quote{std::nullopt, true});
-               }
-               if (cents) {
-                 std::lock_guard lock{cache_mutex};
-                 if (price_cache.size() > 100'000) price_cache.clear();
-                 price_cache[book_id] =
-                     price{*cents, std::chrono::steady_clock::now() + options.price_cache};
-               }
-               next(price_quote{cents, false});
-             });
+                 if (cents) {
+                   std::lock_guard lock{cache_mutex};
+                   if (price_cache.size() > 100'000) price_cache.clear();
+                   price_cache[book_id] =
+                       price{*cents, std::chrono::steady_clock::now() + options.price_cache};
+                 }
+                 next(price_quote{cents, false});
+               });
 }
 
 void bookstore_api::impl::prune_outcomes(pqxx::connection_base& conn) {

@@ -22,6 +22,7 @@
 #include "http/query_pool.hpp"
 #include "runtime/aggregate_host.hpp"
 #include "runtime/command.hpp"
+#include "runtime/state_reader.hpp"
 
 namespace troupe::http {
 
@@ -99,6 +100,10 @@ struct bookstore_api::impl {
   void with_state(const call_ptr& c, std::string_view category, const std::string& id,
                   std::function<void(const boost::json::object* state, stream_version)> next,
                   bool may_wait = false);
+  /// An aggregate's committed state: from its actor when it is live on
+  /// this node (no store read), else from the store.
+  void read_current(const aggregate_type& type, std::string stream,
+                    std::function<void(state_read)> answer);
   /// Paging parameters (page >= 1, 1 <= page_size <= 100); answers 400 if bad.
   std::optional<std::pair<std::int64_t, std::int64_t>> paging(const call_ptr& c);
   /// An integer query parameter; answers 400 if present and not an integer.

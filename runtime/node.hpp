@@ -54,6 +54,13 @@ struct command_options {
   bool creates_stream = false;
 };
 
+/// A live aggregate's committed state (node::read_live).
+struct live_state {
+  boost::json::value state;  // the decider's state as JSON, as in snapshots
+  stream_version version;    // 0 = the stream has no events
+};
+using live_read_done = std::function<void(std::optional<live_state>)>;
+
 class node {
  public:
   node(const config& cfg, std::shared_ptr<event_store> store);
@@ -132,6 +139,13 @@ class node {
 
   /// The registration of an aggregate category, or nullptr.
   const aggregate_type* find_aggregate_type(std::string_view category) const;
+
+  /// Reads the committed state of `stream_id` from its aggregate when that
+  /// is live on this node (no store read): `done` runs once, on a runtime
+  /// thread or inline, with the state, or with nullopt when the aggregate
+  /// is not live here (never activated, recovering, passivating, another
+  /// node's shard); read the store then. Never activates anything.
+  void read_live(std::string stream_id, live_read_done done);
 
   /// Long polls: told of every commit this node's aggregates make
   /// (runtime/commit_watch.hpp). Bounded by `node.max_commit_waiters`.

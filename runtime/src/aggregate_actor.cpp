@@ -520,6 +520,15 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
         st.context->counters.queued.fetch_add(1, std::memory_order_relaxed);
         st.queue.push_back(std::move(command));
       },
+      [self](live_read& read) {
+        // The committed state (pending events live apart until commit());
+        // unknown while recovering, or while a new stream is only assumed.
+        auto& st = self->state;
+        if (st.stopped || st.current == phase::recovering ||
+            (st.assumed_new && st.version.value == 0))
+          return read.token->answer({});
+        read.token->answer(live_state{st.instance->save_state(), st.version});
+      },
       [self](append_completed& m) { on_append_completed(self, m.result); },
       [self](snapshot_loaded& m) {
         auto& st = self->state;

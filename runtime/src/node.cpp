@@ -279,6 +279,15 @@ node_stats node::stats() const {
   return s;
 }
 
+void node::read_live(std::string stream_id, live_read_done done) {
+  auto& im = *impl_;
+  std::shared_lock lock{im.lifecycle};
+  if (!im.accepting) return done(std::nullopt);
+  caf::anon_send(im.region,
+                 detail::live_read{std::move(stream_id),
+                                   std::make_shared<detail::live_read_token>(std::move(done))});
+}
+
 commit_watch& node::commits() { return *impl_->commits; }
 
 bool node::serves_stream(std::string_view stream_id) const {

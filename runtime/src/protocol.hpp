@@ -14,6 +14,7 @@
 #include "runtime/aggregate_host.hpp"
 #include "runtime/command.hpp"
 #include "runtime/commit_watch.hpp"
+#include "runtime/node.hpp"
 
 namespace spdlog {
 class logger;
@@ -99,6 +100,31 @@ struct routed_command {
   }
 };
 
+/// A read of a live aggregate's state. Its `done` runs exactly once: with
+/// the state, or with nullopt when no live actor answers (also when the
+/// message is dropped: the last copy's destructor answers).
+class live_read_token {
+ public:
+  explicit live_read_token(live_read_done done) : done_(std::move(done)) {}
+  ~live_read_token() {
+    if (done_) done_(std::nullopt);
+  }
+  live_read_token(const live_read_token&) = delete;
+  live_read_token& operator=(const live_read_token&) = delete;
+  void answer(std::optional<live_state> state) {
+    auto done = std::move(done_);
+    done_ = nullptr;
+    if (done) done(std::move(state));
+  }
+
+ private:
+  live_read_done done_;
+};
+struct live_read {
+  std::string stream_id;
+  std::shared_ptr<live_read_token> token;
+};
+
 /// Result helpers.
 command_result make_failure(command_status status, std::string code, std::string message);
 
@@ -138,6 +164,7 @@ struct release_shard {
 }  // namespace troupe::detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::routed_command)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::live_read)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::append_completed)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::snapshot_loaded)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(troupe::detail::events_loaded)

@@ -274,6 +274,14 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
         activate(self, it->first, it->second, type, command.envelope.creates_stream);
         self->send(it->second.actor, std::move(command));
       },
+      [self](live_read& read) {
+        // Only a live, serving actor answers; reads never activate one.
+        auto& st = self->state;
+        if (st.draining || !serves(*st.context, read.stream_id)) return read.token->answer({});
+        auto it = st.entries.find(read.stream_id);
+        if (it == st.entries.end() || it->second.stopping) return read.token->answer({});
+        self->send(it->second.actor, std::move(read));
+      },
       [self](aggregate_stopped& m) {
         auto& st = self->state;
         auto it = st.entries.find(m.stream_id);

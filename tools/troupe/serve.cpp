@@ -20,6 +20,7 @@
 #include "http/server.hpp"
 #include "persistence/postgres/view_store.hpp"
 #include "runtime/cluster.hpp"
+#include "runtime/commit_watch.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/node.hpp"
 #include "runtime/projector.hpp"
@@ -715,7 +716,9 @@ int serve(const config& cfg, const serve_options& options) {
 
   auto stop_all = [&] {
     // HTTP first: stop accepting and answer what is in flight (commands in
-    // flight finish in the node, which is still running).
+    // flight finish in the node, which is still running). Long polls answer
+    // now with what they have instead of holding the shutdown up.
+    n.commits().stop();
     if (server) {
       if (!server->shutdown(std::chrono::milliseconds{cfg.integer("http.shutdown_timeout_ms")}))
         log->warn("HTTP requests still in flight at the shutdown deadline were cut off");

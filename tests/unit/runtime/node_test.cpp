@@ -270,6 +270,32 @@ TEST(Node, IdleAggregatesArePassivatedAndComeBack) {
   EXPECT_EQ(n.node.stats().activations, 2);
 }
 
+TEST(Node, ALiveAggregateAnswersReadsAndOnlyALiveOne) {
+  auto store = std::make_shared<troupe::memory_event_store>();
+  running_node n(store, {"aggregate.idle_timeout_ms=40"});
+  auto read = [&](std::string stream_id) {
+    std::promise<std::optional<troupe::live_state>> p;
+    n.node.read_live(std::move(stream_id), [&p](auto s) { p.set_value(std::move(s)); });
+    return p.get_future().get();
+  };
+  EXPECT_FALSE(read("counter-never")) << "a read must not activate anything";
+  EXPECT_EQ(n.node.stats().live_aggregates, 0);
+  ASSERT_TRUE(n.run("r", increment{3}).ok());
+  ASSERT_TRUE(n.run("r", increment{4}).ok());
+  auto live = read("counter-r");
+  ASSERT_TRUE(live);
+  EXPECT_EQ(live->version, stream_version{2});
+  EXPECT_EQ(live->state.at("value"), 7);
+  // A rejected command changes nothing that a reader sees.
+  ASSERT_EQ(n.run("r", increment{1000}).status, command_status::rejected);
+  EXPECT_EQ(read("counter-r")->state.at("value"), 7);
+  // Passivated: the store answers, not a stale copy.
+  ASSERT_TRUE(eventually([&] { return n.node.stats().live_aggregates == 0; }));
+  EXPECT_FALSE(read("counter-r"));
+  n.node.stop();
+  EXPECT_FALSE(read("counter-r"));
+}
+
 TEST(Node, StoreFailureIsRetryableAndStateStaysTrue) {
   auto store = std::make_shared<troupe::memory_event_store>();
   running_node n(store);
