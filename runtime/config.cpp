@@ -197,6 +197,13 @@ const std::vector<setting>& schema() {
        {},
        "comma-separated projection names to run (empty: all); the others' views are not "
        "kept current"},
+      {"projections.shared_consumer",
+       value_kind::boolean,
+       0,
+       0,
+       {},
+       "single node: the projectors share one JetStream consumer (<consumer_prefix>shared-feed) "
+       "instead of one each"},
       {"projections.consumer_prefix",
        value_kind::string,
        0,

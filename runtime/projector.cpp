@@ -76,8 +76,11 @@ struct projector::impl {
   projector_options options;
   std::shared_ptr<spdlog::logger> log;
   std::string checkpoint;
-  std::mutex sub_mutex;  // guards `sub` itself (status() vs start/stop)
+  std::mutex sub_mutex;  // guards `sub` and `feed` (status() vs start/stop)
   std::unique_ptr<subscription> sub;
+  // Fed by a projector_group instead of a consumer of its own: the group's
+  // subscription, owned by the group (which clears this before it goes).
+  subscription* feed = nullptr;
   std::unique_ptr<view_store> views;
   std::atomic<bool> stopping{false};
   std::atomic<bool> crashed{false};
@@ -303,6 +306,42 @@ struct projector::impl {
     }
   }
 
+  /// Parks a message whose headers could not be read (it has no place in
+  /// the log's order); false when PostgreSQL could not take it.
+  bool park_malformed(const delivery& d, const std::string& error) {
+    try {
+      auto& vs = connected();
+      vs.exec("BEGIN");
+      vs.park({0, checkpoint, d.event, error, d.attempt, {}, {}});
+      vs.exec("COMMIT");
+      return true;
+    } catch (const pg_error&) {
+      views.reset();
+      return false;
+    }
+  }
+
+  /// Before consuming: the view's tables exist and the position is the
+  /// committed checkpoint.
+  void prepare() {
+    stop_following();
+    stopping = false;
+    crashed = false;
+    try {
+      auto& vs = connected();
+      int built = vs.ensure(def.name, def.version, def.tables, def.sql_views);
+      if (built != def.version)
+        log->warn(
+            "projection {} was built by version {} of its code, this is version {}: run "
+            "`troupe projection rebuild {}`",
+            def.name, built, def.version, def.name);
+      position.store(vs.checkpoint(checkpoint).value);
+    } catch (const pg_error& e) {
+      views.reset();
+      throw std::runtime_error("projection " + def.name + ": " + e.what());
+    }
+  }
+
   std::string status_stalled() const {
     std::lock_guard lock(mutex);
     return stalled;
@@ -325,24 +364,9 @@ void projector::start() {
   auto& im = *impl_;
   {
     std::lock_guard lock{im.sub_mutex};
-    if (im.sub && im.sub->running()) return;
+    if ((im.sub && im.sub->running()) || im.feed != nullptr) return;
   }
-  im.stop_following();
-  im.stopping = false;
-  im.crashed = false;
-  try {
-    auto& vs = im.connected();
-    int built = vs.ensure(im.def.name, im.def.version, im.def.tables, im.def.sql_views);
-    if (built != im.def.version)
-      im.log->warn(
-          "projection {} was built by version {} of its code, this is version {}: run "
-          "`troupe projection rebuild {}`",
-          im.def.name, built, im.def.version, im.def.name);
-    im.position.store(vs.checkpoint(im.checkpoint).value);
-  } catch (const pg_error& e) {
-    im.views.reset();
-    throw std::runtime_error("projection " + im.def.name + ": " + e.what());
-  }
+  im.prepare();
   auto sub_options = im.options.subscription;
   sub_options.durable = im.options.consumer_prefix + im.def.name;
   sub_options.filter_subject.clear();  // the previous-position chain needs every event
@@ -353,20 +377,7 @@ void projector::start() {
       [&im](std::span<const delivery> batch, std::span<verdict> verdicts) {
         im.handle(batch, verdicts);
       },
-      [&im](const delivery& d, const std::string& error) {
-        // Only malformed messages get here (events are parked in the batch
-        // transaction); they have no place in the log's order.
-        try {
-          auto& vs = im.connected();
-          vs.exec("BEGIN");
-          vs.park({0, im.checkpoint, d.event, error, d.attempt, {}, {}});
-          vs.exec("COMMIT");
-          return true;
-        } catch (const pg_error&) {
-          im.views.reset();
-          return false;
-        }
-      });
+      [&im](const delivery& d, const std::string& error) { return im.park_malformed(d, error); });
   sub->start();
   {
     std::lock_guard lock{im.sub_mutex};
@@ -403,6 +414,13 @@ void projector::follow(std::chrono::milliseconds interval) {
 
 void projector::stop() {
   auto& im = *impl_;
+  {
+    std::lock_guard lock{im.sub_mutex};
+    if (im.feed != nullptr) {  // its group's thread is using it
+      im.log->error("projector {} is fed by a projector group: stop the group", im.def.name);
+      return;
+    }
+  }
   im.stop_following();
   im.stopping = true;
   std::unique_ptr<subscription> sub;
@@ -420,7 +438,7 @@ projection_status projector::status() const {
   projection_status s;
   s.name = im.def.name;
   std::lock_guard sub_lock{im.sub_mutex};  // start/stop may run on another thread
-  s.running = im.sub && im.sub->running() && !im.crashed;
+  s.running = ((im.sub && im.sub->running()) || (im.feed && im.feed->running())) && !im.crashed;
   {
     std::lock_guard lock{im.follow_mutex};
     s.standby = im.following;
@@ -431,8 +449,8 @@ projection_status projector::status() const {
   s.duplicates = im.duplicates.load();
   s.gap_filled = im.gap_filled.load();
   s.dead_letters = im.dead_letters.load();
-  if (im.sub) {
-    auto sub = im.sub->stats();
+  if (auto* fed_by = im.sub ? im.sub.get() : im.feed) {
+    auto sub = fed_by->stats();
     s.consumer_lag = sub.consumer_lag;
     s.pending_acks = sub.in_flight;
   }
@@ -442,6 +460,75 @@ projection_status projector::status() const {
 }
 
 const projection_definition& projector::definition() const { return impl_->def; }
+
+// ---- projector_group ----------------------------------------------------------
+
+struct projector_group::impl {
+  std::vector<projector*> members;
+  projector_options options;
+  std::unique_ptr<subscription> sub;
+};
+
+projector_group::projector_group(std::vector<projector*> members, projector_options options)
+    : impl_(new impl{std::move(members), std::move(options), nullptr}) {
+  if (!impl_->options.log) impl_->options.log = spdlog::default_logger();
+}
+
+projector_group::~projector_group() { stop(); }
+
+std::string projector_group::consumer_name(std::string_view consumer_prefix) {
+  // '-' never occurs in a projection's name, so this is no projector's own.
+  return std::string(consumer_prefix) + "shared-feed";
+}
+
+void projector_group::start() {
+  auto& g = *impl_;
+  if (g.sub) return;
+  for (auto* m : g.members) m->impl_->prepare();
+  auto sub_options = g.options.subscription;
+  sub_options.durable = consumer_name(g.options.consumer_prefix);
+  sub_options.filter_subject.clear();
+  sub_options.cumulative_acks = true;
+  sub_options.log = g.options.log;
+  auto sub = std::make_unique<subscription>(
+      sub_options,
+      [&g](std::span<const delivery> batch, std::span<verdict> verdicts) {
+        // Each member commits the batch in its own transaction; one that
+        // has it already (a redelivery after another's failure) skips it.
+        for (auto* m : g.members) m->impl_->handle(batch, verdicts);
+      },
+      [&g](const delivery& d, const std::string& error) {
+        bool all = true;
+        for (auto* m : g.members) all = m->impl_->park_malformed(d, error) && all;
+        return all;
+      });
+  sub->start();
+  for (auto* m : g.members) {
+    std::lock_guard lock{m->impl_->sub_mutex};
+    m->impl_->feed = sub.get();
+  }
+  g.sub = std::move(sub);
+  std::string names;
+  for (auto* m : g.members)
+    names += (names.empty() ? "" : ", ") + m->definition().name + " from " +
+             std::to_string(m->impl_->position.load());
+  g.options.log->info("projectors share consumer {}: {}", sub_options.durable, names);
+}
+
+void projector_group::stop() {
+  auto& g = *impl_;
+  if (!g.sub) return;
+  for (auto* m : g.members) m->impl_->stopping = true;  // ends a member's retry loop
+  g.sub->stop();                                        // waits for the batch in hand
+  for (auto* m : g.members) {
+    {
+      std::lock_guard lock{m->impl_->sub_mutex};
+      m->impl_->feed = nullptr;
+    }
+    m->impl_->views.reset();
+  }
+  g.sub.reset();
+}
 
 bool projector::wait_until(global_position target, std::chrono::milliseconds timeout) const {
   auto& im = *impl_;

@@ -99,6 +99,43 @@ class projector {
   static std::string checkpoint_name(std::string_view projection);
 
  private:
+  friend class projector_group;
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Projectors fed by one durable consumer instead of one each: a batch is
+/// fetched and decoded once and handed to each member in turn, which folds
+/// it in its own transaction against its own checkpoint - so every view
+/// stays exactly once and equal to a rebuild, exactly as when it consumes
+/// alone. Every consumer reads every event (the position chain needs
+/// them), so five projectors cost five deliveries per event, five
+/// connections and ten threads; grouped they cost one. A member behind the
+/// group's consumer (one added later) fills the gap from the event store,
+/// as after any gap. The price: members advance together, so one that
+/// retries (its database refuses) holds the others back.
+///
+/// For a single node. In a cluster each projection is a singleton of its
+/// own (start/follow per projector), and members are not started or
+/// stopped one by one while grouped.
+class projector_group {
+ public:
+  /// `options`: the subscription settings, consumer prefix and log; the
+  /// members keep their own for everything else.
+  projector_group(std::vector<projector*> members, projector_options options);
+  ~projector_group();
+  projector_group(const projector_group&) = delete;
+  projector_group& operator=(const projector_group&) = delete;
+
+  /// Prepares every member (tables, checkpoint), then consumes. Throws
+  /// std::runtime_error when PostgreSQL or NATS cannot be reached.
+  void start();
+  void stop();
+
+  /// The shared durable consumer's name: "<prefix>shared-feed".
+  static std::string consumer_name(std::string_view consumer_prefix);
+
+ private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };

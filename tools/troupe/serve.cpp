@@ -519,6 +519,7 @@ int serve(const config& cfg, const serve_options& options) {
   };
 
   std::vector<std::unique_ptr<projector>> projectors;
+  std::unique_ptr<projector_group> projector_feed;  // single node: one consumer for all
   if (publishing && cfg.boolean("projections.enabled")) {
     auto only = split_list(cfg.string("projections.only"));
     auto all = bookstore::bookstore_projections();
@@ -605,7 +606,14 @@ int serve(const config& cfg, const serve_options& options) {
         log->info("publishing events to JetStream stream {} at {}", cfg.string("publisher.stream"),
                   cfg.string("nats.url"));
       }
-      for (auto& p : projectors) p->start();
+      if (projectors.size() > 1 && cfg.boolean("projections.shared_consumer")) {
+        std::vector<projector*> members;
+        for (auto& p : projectors) members.push_back(p.get());
+        projector_feed = std::make_unique<projector_group>(members, projector_settings(cfg));
+        projector_feed->start();
+      } else {
+        for (auto& p : projectors) p->start();
+      }
       if (!projectors.empty()) log->info("{} projectors running", projectors.size());
       if (saga_hosting) {
         fulfilment[0].put(make_saga(std::type_identity<bookstore::order_fulfilment>{}, 0));
@@ -742,6 +750,7 @@ int serve(const config& cfg, const serve_options& options) {
       log->info("publisher: {} published ({} duplicates dropped), checkpoint {}", s.published,
                 s.duplicates, s.checkpoint);
     }
+    if (projector_feed) projector_feed->stop();
     for (auto& p : projectors) p->stop();
   };
 
