@@ -77,6 +77,9 @@ struct saga_host_stats {
   std::int64_t dead_letters = 0;
   std::int64_t commands_sent = 0;
   std::int64_t recovered = 0;  // open instances loaded at start
+  /// Starting events assumed to begin a new instance whose stream turned
+  /// out to exist (a redelivery, a second consumer): each cost one read.
+  std::int64_t wrong_new_guesses = 0;
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
@@ -168,6 +171,7 @@ class saga_host {
     s.dead_letters = dead_letters_.load();
     s.commands_sent = commands_sent_.load();
     s.recovered = recovered_.load();
+    s.wrong_new_guesses = wrong_new_guesses_.load();
     std::lock_guard lock(stats_mutex_);
     s.live_instances = live_;
     s.live_by_status = live_by_status_;
@@ -252,6 +256,8 @@ class saga_host {
     std::int64_t started_ms = 0;
     bool tick_queued = false;
     bool registered = false;
+    bool assumed_new = false;  // its stream was not read: see pump()
+    bool read_first = false;   // that guess failed once: read from now on
   };
 
   static std::int64_t now_ms() {
@@ -415,6 +421,20 @@ class saga_host {
 
   void pump(instance& inst) {
     const auto& correlation = inst.machine.correlation_id();
+    if (inst.state == instance::phase::unloaded && !inst.read_first && !inst.inbox.empty() &&
+        inst.inbox.front().what == input::kind::event &&
+        S::starts(inst.inbox.front().event->event)) {
+      // A starting event for an instance not in memory almost always
+      // begins a new saga: skip reading its (empty) stream and let the
+      // append's version check (no stream yet) prove the guess. A stream
+      // that exists (a redelivered start of a finished saga) conflicts,
+      // and the instance is read and the event tried again (on_appended).
+      inst.machine = saga_machine<S>(correlation, options_.settings);
+      inst.seen_events.clear();
+      inst.version = 0;
+      inst.assumed_new = true;
+      inst.state = instance::phase::idle;
+    }
     if (inst.state == instance::phase::unloaded) {
       inst.state = instance::phase::loading;
       store_->read_stream(stream_of(correlation), stream_version{1}, SIZE_MAX,
@@ -601,8 +621,14 @@ class saga_host {
     auto& inst = get(correlation);
     inst.state = instance::phase::idle;
     if (r.error == store_errc::version_conflict) {
-      // Someone else wrote this saga (a doubled host): start over from its stream.
-      log_->warn("saga {} {}: stream moved under us; reloading", S::name, correlation);
+      if (inst.assumed_new) {
+        wrong_new_guesses_.fetch_add(1);
+      } else {
+        // Someone else wrote this saga (a doubled host): start over from its stream.
+        log_->warn("saga {} {}: stream moved under us; reloading", S::name, correlation);
+      }
+      inst.assumed_new = false;
+      inst.read_first = true;
       inst.state = instance::phase::unloaded;
       pump(inst);
       return;
@@ -635,6 +661,7 @@ class saga_host {
       return;
     }
     inst.version = r.last_version.value;
+    inst.assumed_new = false;
     if (inst.inbox.empty()) return;
     auto in = std::move(inst.inbox.front());
     inst.inbox.pop_front();
@@ -819,7 +846,7 @@ class saga_host {
   std::vector<postgres::dead_letter> pending_letters_;
 
   std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
-      commands_sent_{0}, recovered_{0};
+      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0};
   mutable std::mutex stats_mutex_;
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;

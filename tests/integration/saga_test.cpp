@@ -235,6 +235,45 @@ TEST_F(SagaTest, AStoppedHostResumesItsSagasExactlyOnce) {
   }
 }
 
+TEST_F(SagaTest, StartingEventsSeenAgainByANewConsumerChangeNothing) {
+  create_book("b1", 1000);
+  open_account("u1", 1'000'000'000);
+  constexpr int orders = 40;
+  {
+    saga_host<order_fulfilment> first(*n, store, host_options());
+    first.start();
+    for (int i = 0; i < orders; ++i) {
+      auto id = "s" + std::to_string(i);
+      ASSERT_TRUE(n->execute<order>(id, place_order{id, "u1", {{"b1", 1, 500}}, i}).ok());
+    }
+    ASSERT_TRUE(eventually([&] { return first.stats().finished == orders; }));
+    EXPECT_EQ(first.stats().wrong_new_guesses, 0) << "every instance was new";
+  }
+  auto saga_events = [&] {
+    std::int64_t total = 0;
+    for (int i = 0; i < orders; ++i)
+      total += static_cast<std::int64_t>(
+          sync::read_stream(*store, saga_host<order_fulfilment>::stream_of("s" + std::to_string(i)))
+              .events.size());
+    return total;
+  };
+  auto before = saga_events();
+  // A second consumer reads the whole event stream again: every order's
+  // start looks new to it, is found finished by its store check, and goes.
+  auto o = host_options();
+  o.consumer_prefix += "again-";
+  saga_host<order_fulfilment> second(*n, store, o);
+  second.start();
+  ASSERT_TRUE(eventually([&] { return second.stats().wrong_new_guesses >= orders; }))
+      << second.stats().wrong_new_guesses;
+  EXPECT_EQ(second.stats().started, 0);
+  EXPECT_EQ(second.stats().commands_sent, 0);
+  EXPECT_EQ(saga_events(), before);
+  auto b1 = count_types("book-b1");
+  EXPECT_EQ(b1["stock_reserved"], orders);
+  EXPECT_EQ(count_types("finance-u1")["payment_captured"], orders);
+}
+
 TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
   create_book("b1", 10);
   open_account("u1", 1'000'000);

@@ -380,6 +380,7 @@ class saga_partitions_of {
       sum->dead_letters += s->dead_letters;
       sum->commands_sent += s->commands_sent;
       sum->recovered += s->recovered;
+      sum->wrong_new_guesses += s->wrong_new_guesses;
       sum->completion_p50_ms = std::max(sum->completion_p50_ms, s->completion_p50_ms);
       sum->completion_p99_ms = std::max(sum->completion_p99_ms, s->completion_p99_ms);
     }
