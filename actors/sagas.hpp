@@ -70,6 +70,7 @@ BOOST_DESCRIBE_STRUCT(order_fulfilment_state, (),
 
 struct order_fulfilment {
   static constexpr std::string_view name = "orderfulfilment";
+  static constexpr std::string_view source_category = "order";  // its events' stream category
   using state = order_fulfilment_state;
   using event = std::variant<order_placed, order_cancelled>;
 
@@ -96,6 +97,7 @@ BOOST_DESCRIBE_STRUCT(rating_state, (), (feedback_id, book_id, rating, status, d
 
 struct rating_saga {
   static constexpr std::string_view name = "rating";
+  static constexpr std::string_view source_category = "feedback";
   using state = rating_state;
   using event = std::variant<feedback_created, feedback_deleted>;
 

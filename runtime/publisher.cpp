@@ -45,6 +45,14 @@ void append_token(std::string& out, std::string_view token) {
 
 }  // namespace
 
+std::string event_publisher::category_subjects(std::string_view prefix, std::string_view category) {
+  std::string subjects(prefix);
+  subjects.push_back('.');
+  append_token(subjects, category);
+  subjects += ".>";
+  return subjects;
+}
+
 std::string event_publisher::subject_of(std::string_view prefix, const recorded_event& event) {
   std::string subject(prefix);
   subject.push_back('.');

@@ -78,6 +78,8 @@ class event_publisher {
   /// `<prefix>.<category>.<type>`, with characters NATS does not allow in a
   /// subject token replaced by '_'.
   static std::string subject_of(std::string_view prefix, const recorded_event& event);
+  /// The subjects of every event of one stream category: "<prefix>.<category>.>".
+  static std::string category_subjects(std::string_view prefix, std::string_view category);
 
  private:
   struct impl;

@@ -12,6 +12,9 @@
 //     static void on_event(state&, const event&, saga_context&);
 //     static void on_step(state&, const step_result&, saga_context&);
 //     static std::string_view status(const state&);  // for metrics and logs
+//     // Optional: the one stream category all its events come from; the
+//     // host then consumes only that category's subjects.
+//     static constexpr std::string_view source_category = "feedback";
 //   };
 //
 // The definition never sees retries or clocks. `saga_machine` wraps it and

@@ -44,6 +44,7 @@
 #include "persistence/event_store.hpp"
 #include "persistence/postgres/saga_registry.hpp"
 #include "runtime/node.hpp"
+#include "runtime/publisher.hpp"
 #include "runtime/saga.hpp"
 #include "runtime/shard_map.hpp"
 #include "runtime/subscription.hpp"
@@ -55,6 +56,11 @@ struct saga_host_options {
   std::string postgres_url;           // registry and dead letters
   subscription_options subscription;  // `durable` is derived from the saga's name
   std::string consumer_prefix = "troupe-saga-";
+  /// The publisher's subject prefix. When set and the saga names the one
+  /// stream category its events come from (`S::source_category`), its
+  /// consumer takes only that category's subjects: a saga otherwise
+  /// receives (and skips) every event of the system.
+  std::string subject_prefix;
   saga_settings settings;
   std::int64_t registry_flush_ms = 20;
   /// In a cluster a saga's instances are split into `partitions` by the
@@ -80,6 +86,7 @@ struct saga_host_stats {
   /// Starting events assumed to begin a new instance whose stream turned
   /// out to exist (a redelivery, a second consumer): each cost one read.
   std::int64_t wrong_new_guesses = 0;
+  std::int64_t deliveries = 0;  // events its consumer delivered, its own or not
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
@@ -113,6 +120,15 @@ class saga_host {
     }
     auto sub = options_.subscription;
     sub.durable = options_.consumer_prefix + std::string(S::name);
+    if constexpr (requires { S::source_category; }) {
+      if (!options_.subject_prefix.empty()) {
+        sub.filter_subject =
+            event_publisher::category_subjects(options_.subject_prefix, S::source_category);
+        // Its own consumer: nats-server 2.9 cannot change an existing
+        // consumer's filter, and an unfiltered one may already exist.
+        sub.durable += "-" + std::string(S::source_category);
+      }
+    }
     if (options_.partitions > 1)
       sub.durable +=
           "-p" + std::to_string(options_.partition) + "of" + std::to_string(options_.partitions);
@@ -172,6 +188,7 @@ class saga_host {
     s.commands_sent = commands_sent_.load();
     s.recovered = recovered_.load();
     s.wrong_new_guesses = wrong_new_guesses_.load();
+    s.deliveries = deliveries_.load();
     std::lock_guard lock(stats_mutex_);
     s.live_instances = live_;
     s.live_by_status = live_by_status_;
@@ -305,6 +322,7 @@ class saga_host {
   /// until each is stored and its instance registered; then all are acked.
   void handle(std::span<const delivery> batch, std::span<verdict> verdicts) {
     auto token = std::make_shared<batch_token>();
+    deliveries_.fetch_add(static_cast<std::int64_t>(batch.size()));
     std::vector<std::pair<std::string, event_input>> relevant;
     for (const auto& d : batch) {
       if (!d.malformed.empty()) continue;
@@ -846,7 +864,7 @@ class saga_host {
   std::vector<postgres::dead_letter> pending_letters_;
 
   std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
-      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0};
+      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0};
   mutable std::mutex stats_mutex_;
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;

@@ -80,6 +80,7 @@ class SagaTest : public ::testing::Test {
     o.subscription.max_in_flight = 500;
     o.subscription.fetch_wait = std::chrono::milliseconds{50};
     o.consumer_prefix = "saga-" + run + "-";
+    o.subject_prefix = "troupetest" + run + ".events";  // consume the saga's category only
     o.settings = settings;
     return o;
   }
@@ -248,6 +249,10 @@ TEST_F(SagaTest, StartingEventsSeenAgainByANewConsumerChangeNothing) {
     }
     ASSERT_TRUE(eventually([&] { return first.stats().finished == orders; }));
     EXPECT_EQ(first.stats().wrong_new_guesses, 0) << "every instance was new";
+    // Its consumer takes the order category only (placed, completed), not
+    // the book's and account's events its steps caused.
+    ASSERT_TRUE(eventually([&] { return first.stats().deliveries >= 2 * orders; }));
+    EXPECT_EQ(first.stats().deliveries, 2 * orders);
   }
   auto saga_events = [&] {
     std::int64_t total = 0;

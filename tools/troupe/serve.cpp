@@ -550,6 +550,7 @@ int serve(const config& cfg, const serve_options& options) {
       static_cast<std::size_t>(cfg.integer("sagas.batch_size"));
   saga_options.subscription.ack_wait = std::chrono::milliseconds{cfg.integer("sagas.ack_wait_ms")};
   saga_options.consumer_prefix = cfg.string("sagas.consumer_prefix");
+  saga_options.subject_prefix = cfg.string("publisher.subject_prefix");
   saga_options.settings.step_timeout_ms = cfg.integer("sagas.step_timeout_ms");
   saga_options.settings.max_attempts = static_cast<int>(cfg.integer("sagas.max_attempts"));
   saga_options.settings.retry_backoff_ms = cfg.integer("sagas.retry_backoff_ms");
