@@ -86,7 +86,8 @@ struct saga_host_stats {
   /// Starting events assumed to begin a new instance whose stream turned
   /// out to exist (a redelivery, a second consumer): each cost one read.
   std::int64_t wrong_new_guesses = 0;
-  std::int64_t deliveries = 0;  // events its consumer delivered, its own or not
+  std::int64_t deliveries = 0;     // events its consumer delivered, its own or not
+  std::int64_t registry_rows = 0;  // troupe_sagas rows written (see flush())
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
@@ -189,6 +190,7 @@ class saga_host {
     s.recovered = recovered_.load();
     s.wrong_new_guesses = wrong_new_guesses_.load();
     s.deliveries = deliveries_.load();
+    s.registry_rows = registry_rows_.load();
     std::lock_guard lock(stats_mutex_);
     s.live_instances = live_;
     s.live_by_status = live_by_status_;
@@ -273,6 +275,10 @@ class saga_host {
     std::int64_t started_ms = 0;
     bool tick_queued = false;
     bool registered = false;
+    // What its registry row says of it (finished, has a step or timer
+    // pending), once written: recovery needs nothing else, so a row is
+    // written again only when one of the two changes (flush()).
+    std::optional<std::pair<bool, bool>> registered_shape;
     bool assumed_new = false;  // its stream was not read: see pump()
     bool read_first = false;   // that guess failed once: read from now on
   };
@@ -797,17 +803,29 @@ class saga_host {
 
   /// Registry rows and dead letters in one transaction; then the events
   /// whose inputs they cover are acknowledged and finished instances leave.
+  ///
+  /// A row is written when an instance first appears and whenever it
+  /// finishes or changes between "a step or timer pending" and "waiting
+  /// only for an event": recovery loads the open rows with a wake-up, and
+  /// reads the instance's state from its stream, so an order's intermediate
+  /// steps need no row writes (they were ~5 updates per order). The status
+  /// column of an open row is therefore the one it had at that change.
   void flush() {
     std::vector<postgres::saga_row> rows;
+    std::vector<std::pair<std::string, std::pair<bool, bool>>> shapes;
     for (const auto& correlation : dirty_) {
       auto it = instances_.find(correlation);
       if (it == instances_.end()) continue;
       const auto& m = it->second.machine;
+      std::pair<bool, bool> shape{m.finished(), m.next_wakeup().has_value()};
+      if (it->second.registered_shape == shape) continue;
       rows.push_back({correlation, std::string(m.status()), m.finished(), m.next_wakeup(),
                       it->second.started_ms});
+      shapes.emplace_back(correlation, shape);
     }
     try {
-      registry_->save(S::name, rows, pending_letters_);
+      if (!rows.empty() || !pending_letters_.empty())
+        registry_->save(S::name, rows, pending_letters_);
     } catch (const std::exception& e) {
       log_->warn("saga {}: registry not written ({}); retrying", S::name, e.what());
       try {
@@ -817,6 +835,10 @@ class saga_host {
       return;  // tokens wait: their events are not acknowledged yet
     }
     pending_letters_.clear();
+    registry_rows_.fetch_add(static_cast<std::int64_t>(rows.size()));
+    for (const auto& [correlation, shape] : shapes)
+      if (auto it = instances_.find(correlation); it != instances_.end())
+        it->second.registered_shape = shape;
     for (auto& token : acks_after_flush_) token->complete();
     acks_after_flush_.clear();
     for (const auto& correlation : dirty_) {
@@ -864,7 +886,7 @@ class saga_host {
   std::vector<postgres::dead_letter> pending_letters_;
 
   std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
-      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0};
+      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0}, registry_rows_{0};
   mutable std::mutex stats_mutex_;
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;
