@@ -105,7 +105,9 @@ bookstore_api::impl::impl(api_parts p, api_options o)
       queries(query_pool_options{options.postgres_url, options.query_threads,
                                  options.max_queued_queries}) {
   [this]<class... Ds>(std::tuple<Ds...>*) {
-    (aggregate_types.emplace(std::string(Ds::category), make_aggregate_type<Ds>()), ...);
+    (aggregate_types.emplace(std::string(Ds::category),
+                             std::make_shared<const aggregate_type>(make_aggregate_type<Ds>())),
+     ...);
   }(static_cast<bookstore::bookstore_aggregates*>(nullptr));
   // Projector names never change: look them up once, not per query.
   for (auto* p : parts.projectors) views.emplace(p->status().name, p);
@@ -524,9 +526,9 @@ void bookstore_api::impl::with_state(
   // Commits are seen only where the stream's commands run: elsewhere in a
   // cluster the read is answered at once and the client polls.
   auto* commands = parts.commands;
-  const auto* decider = &type->second;
+  const auto& decider = type->second;
   if (!wait_ms || *wait_ms == 0 || commands == nullptr || !commands->serves_stream(stream))
-    return read_current(*decider, std::move(stream), std::move(answer));
+    return read_current(commands, parts.store, decider, std::move(stream), std::move(answer));
 
   // The long poll: register first, then read, so a commit between the two
   // is not missed. Whichever of "the read shows a newer version" and "the
@@ -536,32 +538,31 @@ void bookstore_api::impl::with_state(
     std::uint64_t ticket = 0;
   };
   auto poll = std::make_shared<long_poll>();
-  // Wakes run at the latest when serve stops the watch, before this API
-  // goes away (and the node stops them again).
-  auto reread = [this, decider, stream, answer, poll](watch_end) {
+  auto reread = [commands, store = parts.store, decider, stream, answer, poll](watch_end) {
     if (poll->answered.exchange(true)) return;
-    read_current(*decider, stream, answer);
+    read_current(commands, store, decider, stream, answer);
   };
   auto deadline = commit_watch::clock::now() + std::chrono::milliseconds{*wait_ms};
   poll->ticket = commands->commits().wait(stream, *after_version, deadline, std::move(reread));
   if (poll->ticket == 0)  // full: answer now, the client polls again
-    return read_current(*decider, std::move(stream), std::move(answer));
-  read_current(*decider, stream, [commands, poll, after = *after_version, answer](state_read r) {
-    if (r.error == store_errc::ok && r.version.value <= after) return;  // wait
-    if (poll->answered.exchange(true)) return;
-    commands->commits().cancel(poll->ticket);
-    answer(std::move(r));
-  });
+    return read_current(commands, parts.store, decider, std::move(stream), std::move(answer));
+  read_current(commands, parts.store, decider, stream,
+               [commands, poll, after = *after_version, answer](state_read r) {
+                 if (r.error == store_errc::ok && r.version.value <= after) return;  // wait
+                 if (poll->answered.exchange(true)) return;
+                 commands->commits().cancel(poll->ticket);
+                 answer(std::move(r));
+               });
 }
 
-void bookstore_api::impl::read_current(const aggregate_type& type, std::string stream,
-                                       std::function<void(state_read)> answer) {
-  auto* commands = parts.commands;
+void bookstore_api::impl::read_current(node* commands, std::shared_ptr<event_store> store,
+                                       std::shared_ptr<const aggregate_type> type,
+                                       std::string stream, std::function<void(state_read)> answer) {
   if (commands == nullptr)
-    return read_state(parts.store, type, std::move(stream), std::move(answer));
-  auto live = [store = parts.store, &type, stream,
+    return read_state(std::move(store), *type, std::move(stream), std::move(answer));
+  auto live = [store = std::move(store), type = std::move(type), stream,
                answer = std::move(answer)](std::optional<live_state> live) mutable {
-    if (!live) return read_state(std::move(store), type, std::move(stream), std::move(answer));
+    if (!live) return read_state(std::move(store), *type, std::move(stream), std::move(answer));
     state_read r;
     r.state = std::move(live->state);
     r.version = live->version;
@@ -628,7 +629,7 @@ void bookstore_api::impl::quote_price(const std::string& book_id,
   }
   auto stream = stream_of("book", book_id);
   if (validate_stream_id(stream)) return next(price_quote{std::nullopt, false});
-  read_current(aggregate_types.at("book"), std::move(stream),
+  read_current(parts.commands, parts.store, aggregate_types.at("book"), std::move(stream),
                [this, book_id, next = std::move(next)](state_read r) {
                  if (r.error != store_errc::ok) return next(price_quote{std::nullopt, true});
                  std::optional<std::int64_t> cents;

@@ -49,7 +49,9 @@ struct bookstore_api::impl {
   authenticator auth;
   query_pool queries;
   api_metrics metrics;
-  std::map<std::string, aggregate_type, std::less<>> aggregate_types;
+  // Shared: reads in flight (a long poll's wake, a live read's answer) keep
+  // theirs, whatever happens to this API meanwhile.
+  std::map<std::string, std::shared_ptr<const aggregate_type>, std::less<>> aggregate_types;
   std::map<std::string, projector*, std::less<>> views;  // by projection name
 
   std::atomic<std::int64_t> commands_in_flight{0};
@@ -101,9 +103,11 @@ struct bookstore_api::impl {
                   std::function<void(const boost::json::object* state, stream_version)> next,
                   bool may_wait = false);
   /// An aggregate's committed state: from its actor when it is live on
-  /// this node (no store read), else from the store.
-  void read_current(const aggregate_type& type, std::string stream,
-                    std::function<void(state_read)> answer);
+  /// this node (no store read), else from the store. Static: it may run
+  /// after this API is gone (a long poll woken when the node stops).
+  static void read_current(node* commands, std::shared_ptr<event_store> store,
+                           std::shared_ptr<const aggregate_type> type, std::string stream,
+                           std::function<void(state_read)> answer);
   /// Paging parameters (page >= 1, 1 <= page_size <= 100); answers 400 if bad.
   std::optional<std::pair<std::int64_t, std::int64_t>> paging(const call_ptr& c);
   /// An integer query parameter; answers 400 if present and not an integer.

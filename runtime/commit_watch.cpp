@@ -49,11 +49,19 @@ struct commit_watch::impl {
   std::set<std::pair<clock::time_point, std::uint64_t>> deadlines;
   std::thread timer;
 
+  /// Forgets a ticket whose waiter already left its stream's list.
+  void forget(std::uint64_t ticket) {
+    auto t = tickets.find(ticket);
+    if (t == tickets.end()) return;
+    deadlines.erase({t->second.deadline, ticket});
+    tickets.erase(t);
+    count.fetch_sub(1);
+  }
+
   /// Unregisters `ticket` (under the mutex) and hands back its wake.
   wake_fn take(std::uint64_t ticket) {
     auto t = tickets.find(ticket);
     if (t == tickets.end()) return {};
-    deadlines.erase({t->second.deadline, ticket});
     wake_fn wake;
     auto s = streams.find(t->second.stream_id);
     if (s != streams.end()) {
@@ -66,8 +74,7 @@ struct commit_watch::impl {
         }
       if (list.empty()) streams.erase(s);
     }
-    tickets.erase(t);
-    count.fetch_sub(1);
+    forget(ticket);
     return wake;
   }
 
@@ -137,10 +144,20 @@ void commit_watch::committed(std::string_view stream_id, std::int64_t version) {
     std::lock_guard lock{im.mutex};
     auto s = im.streams.find(stream_id);
     if (s == im.streams.end()) return;
-    std::vector<std::uint64_t> passed;
-    for (const auto& w : s->second)
-      if (w.after_version < version) passed.push_back(w.ticket);
-    for (auto ticket : passed) woken.push_back(im.take(ticket));  // may erase *s
+    // One pass over the stream's waiters, however many a commit wakes.
+    auto& list = s->second;
+    auto kept = list.begin();
+    for (auto& w : list) {
+      if (w.after_version < version) {
+        woken.push_back(std::move(w.wake));
+        im.forget(w.ticket);
+      } else {
+        if (&*kept != &w) *kept = std::move(w);
+        ++kept;
+      }
+    }
+    list.erase(kept, list.end());
+    if (list.empty()) im.streams.erase(s);
   }
   for (auto& wake : woken)
     if (wake) wake(watch_end::committed);

@@ -45,8 +45,9 @@ class commit_watch {
   /// false when it was already woken or withdrawn.
   bool cancel(std::uint64_t ticket);
 
-  /// A commit of `stream_id` up to `version`: wakes its waiters below it.
-  /// Costs one atomic load when nobody waits.
+  /// A commit of `stream_id` up to `version`: wakes its waiters below it,
+  /// in one pass over that stream's waiters. Costs one atomic load when
+  /// nobody waits on the node; while anybody does, a lock and a lookup.
   void committed(std::string_view stream_id, std::int64_t version);
 
   /// Wakes every waiter with `stopped`; later wait() calls refuse.

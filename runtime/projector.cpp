@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -29,22 +31,26 @@ struct store_unavailable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Reads the log after `after` up to and including `up_to`, in order.
-void read_range(event_store& store, global_position after, global_position up_to,
-                std::vector<recorded_event>& out) {
+/// Reads the log after `after` up to and including `up_to`, in order, but
+/// at most `limit` events; false when it stopped at the limit.
+bool read_range(event_store& store, global_position after, global_position up_to,
+                std::vector<recorded_event>& out, std::size_t limit) {
   while (after < up_to) {
-    auto read = sync::read_all(store, after, 1000);
+    if (limit == 0) return false;
+    auto read = sync::read_all(store, after, std::min<std::size_t>(1000, limit));
     if (read.error != store_errc::ok)
       throw store_unavailable("cannot read the event log: " + read.message);
     if (read.events.empty())
       throw store_unavailable("the event log does not show position " +
                               std::to_string(up_to.value) + " yet");
     for (auto& e : read.events) {
-      if (e.position > up_to) return;
+      if (e.position > up_to) return true;
       after = e.position;
       out.push_back(std::move(e));
+      --limit;
     }
   }
+  return true;
 }
 
 void check_name(std::string_view projection) {
@@ -141,8 +147,13 @@ struct projector::impl {
   }
 
   /// The events of a batch not yet applied after `from`, in log order, with
-  /// gaps filled from the store.
-  std::vector<recorded_event> collect(std::span<const delivery> batch, global_position from) {
+  /// gaps filled from the store. A gap is read at most `max_gap` events at
+  /// a time (a member far behind its group's consumer, say): then the rest
+  /// waits, `caught_up` is false, and the caller commits and collects again.
+  std::vector<recorded_event> collect(std::span<const delivery> batch, global_position from,
+                                      bool& caught_up) {
+    const std::size_t max_gap = std::max<std::size_t>(2, 2 * options.subscription.max_in_flight);
+    caught_up = true;
     std::vector<recorded_event> todo;
     auto cursor = from;
     for (const auto& d : batch) {
@@ -154,9 +165,14 @@ struct projector::impl {
       }
       if (d.previous > cursor) {
         auto before = todo.size();
-        read_range(*store, cursor, d.previous, todo);
+        bool whole = read_range(*store, cursor, d.previous, todo,
+                                max_gap > todo.size() ? max_gap - todo.size() : 0);
         gap_filled.fetch_add(static_cast<std::int64_t>(todo.size() - before),
                              std::memory_order_relaxed);
+        if (!whole) {
+          caught_up = false;
+          return todo;
+        }
       }
       todo.push_back(e);
       cursor = e.position;
@@ -204,14 +220,17 @@ struct projector::impl {
   }
 
   /// One transaction for the whole batch.
-  void apply_batch(std::span<const delivery> batch) {
+  /// One transaction; false when a long gap left part of the batch for
+  /// the next one (collect()).
+  bool apply_batch(std::span<const delivery> batch) {
     auto& vs = connected();
     auto at = vs.begin(checkpoint);
-    auto todo = collect(batch, at);
+    bool caught_up = true;
+    auto todo = collect(batch, at, caught_up);
     if (todo.empty()) {
       vs.rollback();
       if (at.value > position.load()) committed({}, at, 0);
-      return;
+      return true;
     }
     batch_changes.clear();
     std::vector<postgres::dead_letter> parked;
@@ -229,13 +248,15 @@ struct projector::impl {
       log->error("projector {}: event {} ({} at {}) parked as a dead letter: {}", def.name,
                  p.event.event_id, p.event.type, p.event.position.value, p.error);
     committed(todo, todo.back().position, parked.size());
+    return caught_up;
   }
 
   /// After a data error: one event per transaction, so the bad one is found
   /// and parked while its neighbours apply.
-  void apply_one_by_one(std::span<const delivery> batch) {
+  bool apply_one_by_one(std::span<const delivery> batch) {
     auto& vs = connected();
-    auto todo = collect(batch, vs.checkpoint(checkpoint));
+    bool caught_up = true;
+    auto todo = collect(batch, vs.checkpoint(checkpoint), caught_up);
     for (const auto& e : todo) {
       for (int attempt = 1;; ++attempt) {
         auto& conn = connected();
@@ -268,6 +289,7 @@ struct projector::impl {
         }
       }
     }
+    return caught_up;
   }
 
   void handle(std::span<const delivery> batch, std::span<verdict>) {
@@ -275,10 +297,12 @@ struct projector::impl {
     for (int failures = 0;; ++failures) {
       if (stopping) throw abandon_subscription();  // redelivered to whoever runs next
       try {
-        if (isolate)
-          apply_one_by_one(batch);
-        else
-          apply_batch(batch);
+        // A member far behind catches up in bounded transactions.
+        bool done = false;
+        while (!done) {
+          if (stopping) throw abandon_subscription();
+          done = isolate ? apply_one_by_one(batch) : apply_batch(batch);
+        }
         return;
       } catch (const pg_error& x) {
         if (views) views->rollback();
@@ -467,10 +491,13 @@ struct projector_group::impl {
   std::vector<projector*> members;
   projector_options options;
   std::unique_ptr<subscription> sub;
+  // A malformed message some members parked and another could not: when it
+  // comes back, only the others park it (no dead letter twice).
+  std::map<std::uint64_t, std::set<std::size_t>> parked_by;
 };
 
 projector_group::projector_group(std::vector<projector*> members, projector_options options)
-    : impl_(new impl{std::move(members), std::move(options), nullptr}) {
+    : impl_(new impl{std::move(members), std::move(options), nullptr, {}}) {
   if (!impl_->options.log) impl_->options.log = spdlog::default_logger();
 }
 
@@ -498,8 +525,11 @@ void projector_group::start() {
         for (auto* m : g.members) m->impl_->handle(batch, verdicts);
       },
       [&g](const delivery& d, const std::string& error) {
-        bool all = true;
-        for (auto* m : g.members) all = m->impl_->park_malformed(d, error) && all;
+        auto& done = g.parked_by[d.stream_sequence];
+        for (std::size_t i = 0; i < g.members.size(); ++i)
+          if (!done.contains(i) && g.members[i]->impl_->park_malformed(d, error)) done.insert(i);
+        bool all = done.size() == g.members.size();
+        if (all) g.parked_by.erase(d.stream_sequence);
         return all;
       });
   sub->start();
@@ -631,7 +661,7 @@ rebuild_report rebuild_projection(const projection_definition& def, event_store&
     auto rebuilt = vs.checkpoint(rebuild_cp);
     std::vector<recorded_event> tail;
     if (rebuilt < live) {
-      read_range(store, rebuilt, live, tail);
+      read_range(store, rebuilt, live, tail, SIZE_MAX);
       fold_into(tail);
       vs.write(changes, shadow);
       rebuilt = live;

@@ -612,6 +612,7 @@ class saga_host {
     inst.machine = saga_machine<S>(correlation, options_.settings);
     inst.seen_events.clear();
     inst.version = 0;
+    inst.registered_shape.reset();  // registered again below, whatever it said before
     for (const auto& stored : r.events) {
       inst.version = stored.version.value;
       auto in = decode(stored);

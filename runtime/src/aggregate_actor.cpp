@@ -527,7 +527,14 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
         if (st.stopped || st.current == phase::recovering ||
             (st.assumed_new && st.version.value == 0))
           return read.token->answer({});
-        read.token->answer(live_state{st.instance->save_state(), st.version});
+        try {
+          read.token->answer(live_state{st.instance->save_state(), st.version});
+        } catch (const std::exception& e) {
+          // A state that cannot be shown must not end the actor: the store
+          // answers the read instead.
+          st.context->log->error("state of {} cannot be read live: {}", st.stream_id, e.what());
+          read.token->answer({});
+        }
       },
       [self](append_completed& m) { on_append_completed(self, m.result); },
       [self](snapshot_loaded& m) {
