@@ -31,6 +31,7 @@
 #include <set>
 
 #include "bench/bench_env.hpp"
+#include "bench/nats_env.hpp"
 #include "bench/process.hpp"
 #include "bench/result.hpp"
 
@@ -140,6 +141,11 @@ int main() {
     }
     drop_database(single_db);
     drop_database(cluster_db);
+    // The two worlds' event streams and the cluster's KV buckets.
+    for (const std::string& s :
+         {"TROUPE_BENCH_S_" + run_id, "TROUPE_BENCH_C_" + run_id,
+          "KV_troupe_bench" + run_id + "_nodes", "KV_troupe_bench" + run_id + "_leases"})
+      delete_stream(s);
   };
   if (!ok || seconds_until([&] { return settled(nodes[0].port, 3); }, 60) < 0) {
     std::fprintf(stderr, "cluster: the nodes did not start (logs in %s)\n", logs.c_str());

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "bench/bench_env.hpp"
+#include "bench/nats_env.hpp"
 #include "bench/process.hpp"
 #include "bench/result.hpp"
 
@@ -66,6 +67,7 @@ int main() {
     waitpid(node, nullptr, 0);
     waitpid(echo, nullptr, 0);
     drop_database(database);
+    delete_stream(stream);
   };
   if (!wait_for("curl -s " + url(api_port, "/readyz"), "\"ready\"", 60)) {
     std::fprintf(stderr, "http_query: troupe serve did not become ready\n");

@@ -768,6 +768,13 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
                                         static_cast<int>(self.size()))
                        : kvStore_Update(&rev, leases_kv, l.key.c_str(), self.data(),
                                         static_cast<int>(self.size()), l.seen_revision);
+    if (s != NATS_OK && l.exists && (l.owner.empty() || l.owner == self))
+      // A released (or our leftover) entry ages out of the bucket after its
+      // TTL, and nats-server 2.9 tells no watcher: the update then finds no
+      // key. Create takes it only if nobody else wrote it meanwhile. (Without
+      // this a singleton whose start failed was never taken again.)
+      s = kvStore_Create(&rev, leases_kv, l.key.c_str(), self.data(),
+                         static_cast<int>(self.size()));
     if (s != NATS_OK) return false;
     l.revision = rev;
     l.renewed_at = sent;
