@@ -453,9 +453,7 @@ class saga_host {
       // append's version check (no stream yet) prove the guess. A stream
       // that exists (a redelivered start of a finished saga) conflicts,
       // and the instance is read and the event tried again (on_appended).
-      inst.machine = saga_machine<S>(correlation, options_.settings);
-      inst.seen_events.clear();
-      inst.version = 0;
+      start_fresh(inst);
       inst.assumed_new = true;
       inst.state = instance::phase::idle;
     }
@@ -497,6 +495,14 @@ class saga_host {
                        return appended{correlation, std::move(res)};
                      }));
     }
+  }
+
+  /// A machine with no inputs applied, at version 0: before a replay, or
+  /// for an instance assumed new.
+  void start_fresh(instance& inst) {
+    inst.machine = saga_machine<S>(inst.machine.correlation_id(), options_.settings);
+    inst.seen_events.clear();
+    inst.version = 0;
   }
 
   /// Inputs that would change nothing are not stored.
@@ -609,9 +615,7 @@ class saga_host {
       retry_later(correlation);
       return;
     }
-    inst.machine = saga_machine<S>(correlation, options_.settings);
-    inst.seen_events.clear();
-    inst.version = 0;
+    start_fresh(inst);
     inst.registered_shape.reset();  // registered again below, whatever it said before
     for (const auto& stored : r.events) {
       inst.version = stored.version.value;
@@ -813,7 +817,8 @@ class saga_host {
   /// column of an open row is therefore the one it had at that change.
   void flush() {
     std::vector<postgres::saga_row> rows;
-    std::vector<std::pair<std::string, std::pair<bool, bool>>> shapes;
+    // Same thread, nothing erased until the save returns: pointers hold.
+    std::vector<std::pair<instance*, std::pair<bool, bool>>> shapes;
     for (const auto& correlation : dirty_) {
       auto it = instances_.find(correlation);
       if (it == instances_.end()) continue;
@@ -822,7 +827,7 @@ class saga_host {
       if (it->second.registered_shape == shape) continue;
       rows.push_back({correlation, std::string(m.status()), m.finished(), m.next_wakeup(),
                       it->second.started_ms});
-      shapes.emplace_back(correlation, shape);
+      shapes.emplace_back(&it->second, shape);
     }
     try {
       if (!rows.empty() || !pending_letters_.empty())
@@ -837,9 +842,7 @@ class saga_host {
     }
     pending_letters_.clear();
     registry_rows_.fetch_add(static_cast<std::int64_t>(rows.size()));
-    for (const auto& [correlation, shape] : shapes)
-      if (auto it = instances_.find(correlation); it != instances_.end())
-        it->second.registered_shape = shape;
+    for (const auto& [inst, shape] : shapes) inst->registered_shape = shape;
     for (auto& token : acks_after_flush_) token->complete();
     acks_after_flush_.clear();
     for (const auto& correlation : dirty_) {

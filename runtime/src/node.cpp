@@ -9,7 +9,6 @@
 
 #include "runtime/commit_watch.hpp"
 #include "runtime/logging.hpp"
-#include "runtime/shard_map.hpp"
 #include "runtime/src/protocol.hpp"
 #include "runtime/uuid.hpp"
 
@@ -291,10 +290,7 @@ void node::read_live(std::string stream_id, live_read_done done) {
 commit_watch& node::commits() { return *impl_->commits; }
 
 bool node::serves_stream(std::string_view stream_id) const {
-  const auto& context = impl_->context;
-  if (context.shard_count == 0) return true;
-  return context.shard_open[shard_of(stream_id, context.shard_count)].load(
-      std::memory_order_acquire);
+  return detail::serves_stream(impl_->context, stream_id);
 }
 
 const std::string& node::id() const { return impl_->context.node_id; }

@@ -15,6 +15,7 @@
 #include "runtime/command.hpp"
 #include "runtime/commit_watch.hpp"
 #include "runtime/node.hpp"
+#include "runtime/shard_map.hpp"
 
 namespace spdlog {
 class logger;
@@ -68,6 +69,13 @@ struct hosting_context {
   /// Told of every commit, for long polls (node-owned; never null once started).
   commit_watch* commits = nullptr;
 };
+
+/// Whether this node serves the stream's shard now (always, unclustered).
+inline bool serves_stream(const hosting_context& context, std::string_view stream_id) {
+  return context.shard_count == 0 ||
+         context.shard_open[shard_of(stream_id, context.shard_count)].load(
+             std::memory_order_acquire);
+}
 
 /// The sender's completion for one command, shared by every copy of the
 /// message that carries it. It runs exactly once: when the command is

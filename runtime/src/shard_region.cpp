@@ -121,13 +121,6 @@ const hosted_type* type_of(const hosting_context& context, std::string_view stre
   return it == context.types.end() ? nullptr : &it->second;
 }
 
-/// Whether this node serves the stream's shard now (always, unclustered).
-bool serves(const hosting_context& context, std::string_view stream_id) {
-  return context.shard_count == 0 ||
-         context.shard_open[shard_of(stream_id, context.shard_count)].load(
-             std::memory_order_acquire);
-}
-
 command_result shard_moved(const std::string& stream_id) {
   return make_failure(command_status::unavailable, "shard_moved",
                       "this node no longer serves the shard of " + stream_id);
@@ -186,7 +179,7 @@ void on_actor_gone_impl(region_actor* self,
   }
   auto held = std::move(entry.held);
   entry.held.clear();
-  if (st.draining || !serves(*st.context, it->first)) {
+  if (st.draining || !serves_stream(*st.context, it->first)) {
     // Not tried: shard_moved tells the cluster's router to send them on.
     for (auto& c : held)
       c.complete(st.draining ? make_failure(command_status::unavailable, "node_stopping",
@@ -236,7 +229,7 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
           return;
         }
         const auto& stream_id = command.envelope.stream_id;
-        if (!serves(*st.context, stream_id)) {
+        if (!serves_stream(*st.context, stream_id)) {
           command.complete(shard_moved(stream_id));
           return;
         }
@@ -277,7 +270,8 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
       [self](live_read& read) {
         // Only a live, serving actor answers; reads never activate one.
         auto& st = self->state;
-        if (st.draining || !serves(*st.context, read.stream_id)) return read.token->answer({});
+        if (st.draining || !serves_stream(*st.context, read.stream_id))
+          return read.token->answer({});
         auto it = st.entries.find(read.stream_id);
         if (it == st.entries.end() || it->second.stopping) return read.token->answer({});
         self->send(it->second.actor, std::move(read));

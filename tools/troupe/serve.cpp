@@ -305,6 +305,7 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     sample("troupe_saga_finished_total", l, st.finished);
     sample("troupe_saga_live_instances", l, st.live_instances);
     sample("troupe_saga_dead_letters_total", l, st.dead_letters);
+    sample("troupe_saga_wrong_new_guesses_total", l, st.wrong_new_guesses);
     sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
   };
   if (fulfilment || rating) {
@@ -312,6 +313,8 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     metric("troupe_saga_finished_total", "counter", "saga instances finished");
     metric("troupe_saga_live_instances", "gauge", "saga instances in memory");
     metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
+    metric("troupe_saga_wrong_new_guesses_total", "counter",
+           "starting events assumed new whose instance existed (one read each)");
     metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
     if (fulfilment) saga(bookstore::order_fulfilment::name, *fulfilment);
     if (rating) saga(bookstore::rating_saga::name, *rating);
