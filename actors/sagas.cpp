@@ -184,7 +184,8 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
     } else if (r.rejected("invalid_status")) {
       settle(s, ctx);  // it had completed
     } else {
-      ctx.finish();  // neither is known: the dead letters tell an operator
+      s.status = fs::failed;  // neither is known: the dead letters tell an operator
+      ctx.finish();
     }
   } else if (step.starts_with("commit:") || step == "capture") {
     if (s.status == fs::settling && s.waiting.empty()) {
@@ -194,7 +195,9 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
   } else if (step.starts_with("release:") || step == "void") {
     after_compensation_step(s, ctx);
   } else if (step == "cancel") {
-    s.status = fs::cancelled;
+    // Refused means it is cancelled or settled already; given up means the
+    // order may still be placed: say so rather than claim it cancelled.
+    s.status = r.gave_up() ? fs::failed : fs::cancelled;
     ctx.finish();
   }
 }

@@ -46,10 +46,11 @@ enum class fulfilment_status {
   compensating,
   cancelling,
   completed,
-  cancelled
+  cancelled,
+  failed  // the order's cancel, or its check, was given up: the dead letter says what to replay
 };
 BOOST_DESCRIBE_ENUM(fulfilment_status, none, reserving, clearing_basket, authorising, completing,
-                    verifying, settling, compensating, cancelling, completed, cancelled)
+                    verifying, settling, compensating, cancelling, completed, cancelled, failed)
 
 struct order_fulfilment_state {
   std::string order_id;

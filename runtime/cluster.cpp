@@ -239,7 +239,11 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
   };
   struct singleton {
     std::string name;
-    std::function<void()> start, stop;
+    std::function<void()> start, stop, fence;
+    // The lease epoch at which it was last lost: a start still running then
+    // (the slot was empty when fenced) fences what it started.
+    std::shared_ptr<std::atomic<std::uint64_t>> lost_epoch =
+        std::make_shared<std::atomic<std::uint64_t>>(0);
   };
   enum class event_kind : std::uint8_t { drained, started, start_failed };
   struct lease_event {
@@ -841,6 +845,15 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
       set_serving(l, false);
       node_.close_shard(l.shard, [] {});
     } else if (was != lease_state::drained) {
+      auto& sg = singletons[static_cast<std::size_t>(l.singleton)];
+      sg.lost_epoch->store(l.epoch, std::memory_order_release);
+      if (sg.fence) {
+        try {
+          sg.fence();
+        } catch (const std::exception& e) {
+          log->error("fencing {} failed: {}", sg.name, e.what());
+        }
+      }
       post([im = shared_from_this(), index = l.singleton] { im->stop_singleton(index); });
     }
   }
@@ -860,6 +873,10 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
       auto& sg = im->singletons[static_cast<std::size_t>(index)];
       try {
         sg.start();
+        if (sg.fence && sg.lost_epoch->load(std::memory_order_acquire) > epoch) {
+          sg.fence();  // lost while starting: the stop queued behind us ends it
+          return;
+        }
         im->log->info("running {} (this node holds its lease)", sg.name);
         im->report(key, epoch, event_kind::started);
       } catch (const std::exception& e) {
@@ -1133,10 +1150,10 @@ cluster::cluster(node& n, cluster_options options)
 cluster::~cluster() { stop(); }
 
 void cluster::add_singleton(std::string name, std::function<void()> start,
-                            std::function<void()> stop) {
+                            std::function<void()> stop, std::function<void()> fence) {
   auto& im = *impl_;
   if (im.started) throw std::logic_error("add singletons before cluster::start()");
-  im.singletons.push_back({std::move(name), std::move(start), std::move(stop)});
+  im.singletons.push_back({std::move(name), std::move(start), std::move(stop), std::move(fence)});
 }
 
 void cluster::start() {

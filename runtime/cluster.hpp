@@ -115,7 +115,16 @@ class cluster {
   /// this node takes its lease, `stop` when it gives it up or loses it; both
   /// on the cluster's worker thread (they may block). A throwing `start`
   /// releases the lease for another node (or a later retry). Before start().
-  void add_singleton(std::string name, std::function<void()> start, std::function<void()> stop);
+  ///
+  /// `fence`, when given, runs at once on the cluster's heartbeat thread when
+  /// the lease is lost (not when it is handed over): `stop` waits behind
+  /// other singletons' stops and may block on the very fault that cost the
+  /// lease, while the next owner may already be running. It must not block;
+  /// it makes the running instance stop acting (a saga host stops sending
+  /// commands and writing). It may find the slot empty while a start is
+  /// still running; `stop` follows either way.
+  void add_singleton(std::string name, std::function<void()> start, std::function<void()> stop,
+                     std::function<void()> fence = {});
 
   /// Connects, creates the buckets, installs the node's command router and
   /// begins heartbeats. The node must have been started after

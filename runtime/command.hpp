@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <typeinfo>
 
 #include "persistence/types.hpp"
@@ -86,6 +87,23 @@ struct command_result {
 
   bool ok() const {
     return status == command_status::accepted || status == command_status::duplicate;
+  }
+
+  /// Certainly not applied anywhere: shed before it was tried, or turned
+  /// away by routing (no node served its shard, the shard moved, the node
+  /// is stopping or leaving, a peer does not own it, it arrived after its
+  /// sender's deadline). Retrying such a command cannot apply it twice, and
+  /// while a cluster re-forms it is the normal answer for seconds, so
+  /// retry policies need not count it as a failed attempt. Other
+  /// `unavailable` answers (the store failed, a forward timed out) may have
+  /// been applied.
+  bool never_applied() const {
+    if (status == command_status::overloaded) return true;
+    if (status != command_status::unavailable) return false;
+    for (std::string_view code : {"shard_unavailable", "shard_moved", "node_stopping",
+                                  "node_leaving", "not_owner", "expired", "node_not_running"})
+      if (reason.code == code) return true;
+    return false;
   }
 };
 

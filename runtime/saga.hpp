@@ -21,9 +21,10 @@
 // owns the mechanics every saga shares: each step has a timeout
 // (`saga_settings::step_timeout`); a step that fails (store unavailable,
 // overloaded, timed out) is sent again after an exponential backoff, up to
-// `max_attempts` sends (sends shed as overloaded, never tried, do not count,
-// up to `max_overload_retries`); a rejection is not retried (the aggregate
-// said no).
+// `max_attempts` sends (sends never applied - shed as overloaded, or turned
+// away by routing while shards move - do not count, up to
+// `max_overload_retries`); a rejection is not retried (the aggregate said
+// no).
 // Only then does the definition hear of it: `accepted`, `rejected` or
 // `gave_up` (the last also produces a dead letter). A step's command id is
 // `<saga>/<correlation>/<step>/<attempt>`, so a restart that sends the same
@@ -54,9 +55,11 @@ struct saga_settings {
   std::int64_t step_timeout_ms = 30000;
   int max_attempts = 3;
   std::int64_t retry_backoff_ms = 200;  // doubles per attempt
-  /// A step shed as `overloaded` was never tried: such answers do not use up
-  /// max_attempts (a backlog on one hot aggregate must not turn into dead
-  /// letters), up to this many in a row.
+  /// A step shed as `overloaded`, or turned away by routing while a cluster
+  /// re-forms (`command_result::never_applied`), was never tried: such
+  /// answers do not use up max_attempts (a backlog on one hot aggregate, or
+  /// shards unserved for seconds, must not turn into dead letters), up to
+  /// this many in a row; their backoff still doubles up to max_backoff_ms.
   int max_overload_retries = 20;
   std::int64_t max_backoff_ms = 5000;
 };
@@ -193,8 +196,8 @@ class saga_machine {
       case command_status::overloaded:
       case command_status::unavailable:
         if (attempt != p.attempt) return out;  // an older attempt's failure: superseded
-        fail(step, rejection{std::string(to_string(result.status)), result.reason.message}, now_ms,
-             out);
+        fail(step, rejection{std::string(to_string(result.status)), result.reason.message},
+             result.never_applied(), now_ms, out);
         return out;
     }
     return out;
@@ -216,7 +219,7 @@ class saga_machine {
       fail(step,
            rejection{"timeout",
                      "no answer within " + std::to_string(settings_.step_timeout_ms) + " ms"},
-           now_ms, out);
+           false, now_ms, out);
     }
     for (const auto& step : due_retries) {
       auto it = pending_.find(step);
@@ -267,7 +270,7 @@ class saga_machine {
  private:
   struct pending_step {
     int attempt = 1;
-    int overloads = 0;  // sends shed before they were tried
+    int overloads = 0;  // sends never applied (shed or turned away by routing)
     std::string stream_id;
     command_payload payload;
     std::string command_type;
@@ -316,10 +319,10 @@ class saga_machine {
     absorb(ctx, now_ms, out);
   }
 
-  void fail(const std::string& step, rejection why, std::int64_t now_ms, output& out) {
+  void fail(const std::string& step, rejection why, bool never_applied, std::int64_t now_ms,
+            output& out) {
     auto& p = pending_.at(step);
-    bool shed = why.code == to_string(command_status::overloaded) &&
-                p.overloads < settings_.max_overload_retries;
+    bool shed = never_applied && p.overloads < settings_.max_overload_retries;
     if (shed) ++p.overloads;
     if (!shed && p.attempt - p.overloads >= settings_.max_attempts) {
       out.dead_letters.push_back({step, p.stream_id, p.command_type, p.command_json,

@@ -110,6 +110,7 @@ class saga_host {
     registry_ = std::make_unique<postgres::saga_registry>(options_.postgres_url);
     mailbox_ = std::make_shared<mailbox>();
     abandoning_ = false;
+    fenced_ = false;
     thread_ = std::thread([this] { loop(); });
     if (options_.partitions < 1 || options_.partition < 0 ||
         options_.partition >= options_.partitions)
@@ -160,6 +161,24 @@ class saga_host {
           }
         });
     subscription_->start();
+  }
+
+  /// Stops acting at once, waiting for nothing: no further appends,
+  /// commands, registry rows or acknowledgements. For a cluster whose lease
+  /// on this partition was lost - another node may be running these
+  /// instances already, and stop() may block for seconds on an unreachable
+  /// NATS. Whatever was not acknowledged is redelivered to the next owner.
+  /// stop() must still follow, to end the threads.
+  void fence() {
+    fenced_ = true;
+    abandoning_ = true;
+    if (mailbox_) {
+      {
+        std::lock_guard lock(mailbox_->mutex);
+        mailbox_->stopping = true;
+      }
+      mailbox_->wake.notify_all();
+    }
   }
 
   void stop() {
@@ -382,13 +401,17 @@ class saga_host {
           wait_until = std::min(wait_until,
                                 last_flush + std::chrono::milliseconds{options_.registry_flush_ms});
         box.wake.wait_until(lock, wait_until, [&] { return box.stopping || !box.queue.empty(); });
-        if (box.stopping && box.queue.empty()) break;
+        if (fenced_ || (box.stopping && box.queue.empty())) break;
         work.assign(std::make_move_iterator(box.queue.begin()),
                     std::make_move_iterator(box.queue.end()));
         box.queue.clear();
       }
-      for (auto& m : work) dispatch(std::move(m));
+      for (auto& m : work) {
+        if (fenced_) break;
+        dispatch(std::move(m));
+      }
       work.clear();
+      if (fenced_) break;
       fire_due_timers();
       if (!quiet_.empty()) passivate();
       if ((!dirty_.empty() || !acks_after_flush_.empty()) &&
@@ -398,7 +421,7 @@ class saga_host {
         last_flush = std::chrono::steady_clock::now();
       }
     }
-    if (!dirty_.empty() || !acks_after_flush_.empty()) flush();
+    if (!fenced_ && (!dirty_.empty() || !acks_after_flush_.empty())) flush();
   }
 
   void dispatch(message m) {
@@ -826,7 +849,7 @@ class saga_host {
       std::pair<bool, bool> shape{m.finished(), m.next_wakeup().has_value()};
       if (it->second.registered_shape == shape) continue;
       rows.push_back({correlation, std::string(m.status()), m.finished(), m.next_wakeup(),
-                      it->second.started_ms});
+                      it->second.started_ms, it->second.version});
       shapes.emplace_back(&it->second, shape);
     }
     try {
@@ -878,6 +901,7 @@ class saga_host {
 
   std::shared_ptr<mailbox> mailbox_ = std::make_shared<mailbox>();
   std::atomic<bool> abandoning_{false};
+  std::atomic<bool> fenced_{false};
 
   // Loop thread only.
   std::unordered_map<std::string, instance> instances_;

@@ -209,6 +209,13 @@ CREATE TABLE troupe_http_requests (
 );
 CREATE INDEX troupe_http_requests_created_idx ON troupe_http_requests (created_at);
 )sql"},
+    {7, "version the saga registry rows",
+     R"sql(
+-- The version of the saga's input stream a row describes. A host that lost
+-- its lease may still flush rows for a while; a row never replaces one
+-- written from a later version (a finished saga must not look open again).
+ALTER TABLE troupe_sagas ADD COLUMN stream_version bigint NOT NULL DEFAULT 0;
+)sql"},
 };
 
 constexpr long long migration_lock_key = 7262701;

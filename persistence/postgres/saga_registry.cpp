@@ -41,7 +41,8 @@ void saga_registry::save(std::string_view saga, const std::vector<saga_row>& row
   c.exec("BEGIN");
   try {
     if (!rows.empty()) {
-      std::string ids = "{", statuses = "{", finished = "{", wakeups = "{", started = "{";
+      std::string ids = "{", statuses = "{", finished = "{", wakeups = "{", started = "{",
+                  versions = "{";
       for (const auto& r : rows) {
         append_element(ids, r.correlation_id);
         append_element(statuses, r.status);
@@ -51,15 +52,18 @@ void saga_registry::save(std::string_view saga, const std::vector<saga_row>& row
         else
           append_null(wakeups);
         append_element(started, std::to_string(r.started_ms));
+        append_element(versions, std::to_string(r.stream_version));
       }
-      for (auto* a : {&ids, &statuses, &finished, &wakeups, &started}) a->push_back('}');
+      for (auto* a : {&ids, &statuses, &finished, &wakeups, &started, &versions}) a->push_back('}');
       c.exec_params(
           "INSERT INTO troupe_sagas AS t (saga, correlation_id, status, finished, next_wakeup_ms, "
-          "started_ms) SELECT $1, u.i, u.s, u.f, u.w, u.st FROM unnest($2::text[], $3::text[], "
-          "$4::boolean[], $5::bigint[], $6::bigint[]) AS u(i, s, f, w, st) ON CONFLICT (saga, "
-          "correlation_id) DO UPDATE SET status = EXCLUDED.status, finished = EXCLUDED.finished, "
-          "next_wakeup_ms = EXCLUDED.next_wakeup_ms, updated_at = now()",
-          {std::string(saga), ids, statuses, finished, wakeups, started});
+          "started_ms, stream_version) SELECT $1, u.i, u.s, u.f, u.w, u.st, u.v FROM "
+          "unnest($2::text[], $3::text[], $4::boolean[], $5::bigint[], $6::bigint[], "
+          "$7::bigint[]) AS u(i, s, f, w, st, v) ON CONFLICT (saga, correlation_id) DO UPDATE "
+          "SET status = EXCLUDED.status, finished = EXCLUDED.finished, next_wakeup_ms = "
+          "EXCLUDED.next_wakeup_ms, stream_version = EXCLUDED.stream_version, updated_at = now() "
+          "WHERE t.stream_version <= EXCLUDED.stream_version",
+          {std::string(saga), ids, statuses, finished, wakeups, started, versions});
     }
     for (const auto& letter : letters) store_.park(letter);
     c.exec("COMMIT");

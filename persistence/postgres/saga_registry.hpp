@@ -23,6 +23,9 @@ struct saga_row {
   bool finished = false;
   std::optional<std::int64_t> next_wakeup_ms;
   std::int64_t started_ms = 0;
+  /// The version of the instance's input stream the row describes: a row
+  /// never replaces one from a later version (a stale host's late flush).
+  std::int64_t stream_version = 0;
 };
 
 class saga_registry {
@@ -34,7 +37,8 @@ class saga_registry {
   /// pending (a step in flight or a timer); the others need nothing until
   /// their next event.
   std::vector<std::string> open_instances(std::string_view saga);
-  /// Upserts rows and parks dead letters, in one transaction.
+  /// Upserts rows (except over rows of a later stream version) and parks
+  /// dead letters, in one transaction.
   void save(std::string_view saga, const std::vector<saga_row>& rows,
             const std::vector<dead_letter>& letters);
   /// Counts of instances by status (finished ones included).

@@ -51,9 +51,12 @@ class saga_spec {
     return answer(step, command_status::rejected, {std::move(code), std::move(message)});
   }
 
-  /// The current attempt of `step` failed (store unavailable by default).
-  saga_spec& fail(std::string_view step, command_status status = command_status::unavailable) {
-    return answer(step, status, {std::string(to_string(status)), "test failure"});
+  /// The current attempt of `step` failed (store unavailable by default),
+  /// with the reason code given (by default the status's name).
+  saga_spec& fail(std::string_view step, command_status status = command_status::unavailable,
+                  std::string code = {}) {
+    if (code.empty()) code = to_string(status);
+    return answer(step, status, {std::move(code), "test failure"});
   }
 
   /// Moves the virtual clock; due timeouts and retries fire.

@@ -11,6 +11,7 @@
 
 #include <map>
 #include <set>
+#include <thread>
 
 #include "actors/bookstore.hpp"
 #include "actors/sagas.hpp"
@@ -234,6 +235,62 @@ TEST_F(SagaTest, AStoppedHostResumesItsSagasExactlyOnce) {
     EXPECT_EQ(account["payment_authorised"], orders / 10);
     EXPECT_EQ(account["payment_captured"], orders / 10);
   }
+}
+
+TEST_F(SagaTest, AFencedHostActsNoMoreAndItsSuccessorFinishesEverySagaOnce) {
+  // A cluster node that lost its partition's lease fences its host at once;
+  // the host is stopped later (stop may block on the fault that cost the
+  // lease) while the next owner already runs the same instances.
+  create_book("b1", 1000);
+  for (int b = 0; b < 10; ++b) open_account("u" + std::to_string(b), 1'000'000'000);
+  constexpr int orders = 200;
+  auto o = host_options();
+  o.subscription.ack_wait = std::chrono::milliseconds{3000};  // what the fenced host held
+  auto first = std::make_unique<saga_host<order_fulfilment>>(*n, store, o);
+  first->start();
+  for (int i = 0; i < orders; ++i) {
+    auto id = "f" + std::to_string(i);
+    n->submit(node::make_envelope<order>(
+                  id, place_order{id, "u" + std::to_string(i % 10), {{"b1", 1, 500}}, i}),
+              [](command_result) {});
+  }
+  ASSERT_TRUE(eventually([&] { return first->stats().finished >= 20; }));
+  first->fence();
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});  // what it was dispatching
+  auto fenced = first->stats();
+  ASSERT_LT(fenced.finished, orders) << "nothing left to prove the fence on";
+  saga_host<order_fulfilment> second(*n, store, o);
+  second.start();
+  postgres::saga_registry registry(db.url);
+  auto finished = [&] { return finished_fulfilments(registry); };
+  ASSERT_TRUE(eventually([&] { return finished() == orders; }, std::chrono::seconds{120}))
+      << finished() << " of " << orders << " sagas finished";
+  auto after = first->stats();
+  EXPECT_EQ(after.commands_sent, fenced.commands_sent) << "the fenced host sent commands";
+  EXPECT_EQ(after.inputs, fenced.inputs) << "the fenced host applied inputs";
+  EXPECT_EQ(after.registry_rows, fenced.registry_rows) << "the fenced host wrote the registry";
+  first->stop();
+  for (int i = 0; i < orders; ++i)
+    EXPECT_EQ(last_type("order-f" + std::to_string(i)), "order_completed") << i;
+  auto b1 = count_types("book-b1");
+  EXPECT_EQ(b1["stock_reserved"], orders);
+  EXPECT_EQ(b1["stock_committed"], orders);
+}
+
+TEST_F(SagaTest, ARegistryRowNeverGoesBackToAnEarlierVersion) {
+  // A host that lost its lease may flush late, after the next owner wrote
+  // a later state: a finished saga must not look open again.
+  postgres::saga_registry registry(db.url);
+  const std::string saga(order_fulfilment::name);
+  registry.save(saga, {{"late", "completed", true, std::nullopt, 1, 9}}, {});
+  registry.save(saga, {{"late", "reserving", false, 123, 1, 5}}, {});
+  EXPECT_TRUE(registry.open_instances(saga).empty());
+  EXPECT_EQ(finished_fulfilments(registry), 1);
+  // The same or a later version does replace it.
+  registry.save(saga, {{"late", "reserving", false, 123, 1, 9}}, {});
+  EXPECT_EQ(registry.open_instances(saga), std::vector<std::string>{"late"});
+  registry.save(saga, {{"late", "cancelled", true, std::nullopt, 1, 12}}, {});
+  EXPECT_TRUE(registry.open_instances(saga).empty());
 }
 
 TEST_F(SagaTest, StartingEventsSeenAgainByANewConsumerChangeNothing) {

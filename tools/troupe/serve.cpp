@@ -593,6 +593,11 @@ int serve(const config& cfg, const serve_options& options) {
               [&make_saga, &parts, p] { parts[p].put(make_saga(std::type_identity<S>{}, p)); },
               [&parts, p] {
                 if (auto h = parts[p].take()) h->stop();
+              },
+              [&parts, p] {
+                parts[p].with([](saga_host<S>* h) {
+                  if (h) h->fence();
+                });
               });
       };
       add_partitions(fulfilment);

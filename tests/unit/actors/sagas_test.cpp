@@ -180,6 +180,24 @@ TEST(OrderFulfilment, CompletionGivenUpIsSettledByCancellingFirst) {
   auto completed = spec;  // refused: the completion had landed
   completed.reject("cancel-unconfirmed", "invalid_status", "the order is completed");
   EXPECT_EQ(completed.sent_steps(), (steps{"commit:b1", "commit:b2", "capture"}));
+
+  auto unknown = spec;  // the cancel got no answer either: an operator decides
+  unknown.advance(1s);
+  EXPECT_TRUE(unknown.finished());
+  EXPECT_EQ(unknown.status(), "failed");
+}
+
+TEST(OrderFulfilment, ACancelGivenUpEndsFailedNotCancelled) {
+  saga_spec<order_fulfilment> spec(
+      {.step_timeout_ms = 1000, .max_attempts = 1, .retry_backoff_ms = 10});
+  spec.when(placed).accept("reserve:b1").reject("reserve:b2", "insufficient_stock");
+  spec.accept("release:b1");
+  ASSERT_EQ(spec.sent_steps(), steps{"cancel"});
+  spec.fail("cancel");
+  EXPECT_TRUE(spec.finished());
+  EXPECT_EQ(spec.status(), "failed") << "the order was never cancelled";
+  ASSERT_EQ(spec.dead_letters().size(), 1u);
+  EXPECT_EQ(spec.dead_letters()[0].step, "cancel");
 }
 
 TEST(OrderFulfilment, CancelledByTheBuyerMidwayUndoesWithoutCancellingAgain) {

@@ -161,6 +161,33 @@ TEST(SagaMachine, OverloadedSendsAreRetriedLongerThanFailures) {
   EXPECT_EQ(spec.state().result, "gave up overloaded");
 }
 
+TEST(SagaMachine, StepsTurnedAwayByRoutingAreRetriedLikeShedOnes) {
+  // While a cluster re-forms, shards go unserved for seconds and commands
+  // are answered "unavailable, not applied": not a failed attempt.
+  saga_spec<job> spec({.step_timeout_ms = 30000,
+                       .max_attempts = 2,
+                       .retry_backoff_ms = 100,
+                       .max_overload_retries = 5,
+                       .max_backoff_ms = 1000});
+  spec.when(job_started{"j1", 1});
+  const char* routing[] = {"shard_unavailable", "shard_moved", "node_stopping", "node_leaving",
+                           "not_owner"};
+  for (int turned_away = 1; turned_away <= 5; ++turned_away) {
+    const char* code = routing[turned_away - 1];
+    spec.fail("charge:1", command_status::unavailable, code).advance(1000ms);
+    ASSERT_NE(spec.sent_step("charge:1"), nullptr) << code;
+    EXPECT_EQ(spec.sent_step("charge:1")->attempt, turned_away + 1);
+    EXPECT_TRUE(spec.dead_letters().empty()) << code;
+  }
+  // A failure that may have applied counts: with max_attempts 2 the second
+  // such answer gives the step up.
+  spec.fail("charge:1", command_status::unavailable, "store_unavailable").advance(1000ms);
+  EXPECT_NE(spec.sent_step("charge:1"), nullptr);
+  spec.fail("charge:1", command_status::unavailable, "forward_timeout");
+  ASSERT_EQ(spec.dead_letters().size(), 1u);
+  EXPECT_EQ(spec.state().result, "gave up unavailable");
+}
+
 TEST(SagaMachine, NoAnswerWithinTheTimeoutCountsAsAFailure) {
   saga_spec<job> spec({.step_timeout_ms = 30000, .max_attempts = 2, .retry_backoff_ms = 100});
   spec.when(job_started{"j1", 1}).advance(29999ms);
