@@ -973,7 +973,7 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
       std::vector<std::string> names, current;
       for (std::size_t i = first; i < first + count; ++i) {
         names.push_back(leases[i].key);
-        current.push_back(ours(leases[i]) ? self : leases[i].owner);
+        current.push_back(holder(leases[i], now));
       }
       auto wanted = assign_items(names, live_ids, current);
       for (std::size_t i = first; i < first + count; ++i) {
@@ -983,10 +983,11 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
           log->info("handing {} over (assigned to {})", l.key, want);
           hand_off(l);
         } else if (l.state == lease_state::idle && want == self && now >= l.retry_after) {
-          // Free: released, never taken, ours from a previous run (node ids
-          // are unique), or its owner is no longer a member (then create
-          // succeeds only once the bucket has expired the lease).
-          bool free = !l.exists || l.owner.empty() || l.owner == self || !members.contains(l.owner);
+          // Free: released, never taken, expired, ours from a previous run
+          // (node ids are unique), or its owner is no longer a member (then
+          // create succeeds only once the bucket has expired the lease).
+          const auto& owner = holder(l, now);
+          bool free = owner.empty() || owner == self || !members.contains(owner);
           if (free && try_acquire(l)) {
             log->info("took {}", l.key);
             took(l);
@@ -1000,8 +1001,21 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
 
     std::unique_lock routes{routes_mutex};
     live = std::set<std::string, std::less<>>(live_ids.begin(), live_ids.end());
-    for (std::size_t i = 0; i < shard_count; ++i)
-      shard_owner[i] = ours(leases[i]) ? self : leases[i].owner;
+    for (std::size_t i = 0; i < shard_count; ++i) shard_owner[i] = holder(leases[i], now);
+  }
+
+  /// Who holds a lease as far as this node can tell: us, its last writer,
+  /// or nobody ("") when it was released, never taken, or not renewed for a
+  /// TTL. The last case matters after a NATS failover: an owner that could
+  /// not renew in time loses the lease, the bucket expires the entry and
+  /// nats-server 2.9 tells no watcher, so the last writer - alive and a
+  /// member - would otherwise look like its holder for good, and nobody
+  /// would take it (two saga partitions sat unserved for 53 s that way).
+  const std::string& holder(const lease& l, steady::time_point now) const {
+    static const std::string nobody;
+    if (ours(l)) return self;
+    if (!l.exists || now - l.seen_at > options.lease_ttl) return nobody;
+    return l.owner;
   }
 
   void heartbeat_loop() {
@@ -1027,7 +1041,7 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
   cluster_lease describe(const lease& l) const {
     cluster_lease d;
     d.key = l.key;
-    d.owner = ours(l) ? self : l.owner;
+    d.owner = holder(l, steady::now());
     d.revision = ours(l) ? l.revision : l.seen_revision;
     auto since = ours(l) ? l.renewed_at : l.seen_at;
     d.age_seconds =

@@ -7,9 +7,11 @@
 
 #include <nats/nats.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <pqxx/pqxx>
 #include <string>
+#include <string_view>
 
 namespace troupe::integration {
 
@@ -44,6 +46,14 @@ struct scoped_database {
     url = database_url(name);
   }
   ~scoped_database() {
+    // TROUPE_TEST_KEEP_DB=1 keeps a failed test's database for a look.
+    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+    const char* keep = std::getenv("TROUPE_TEST_KEEP_DB");
+    if (keep != nullptr && std::string_view(keep) == "1" && test != nullptr &&
+        test->result()->Failed()) {
+      std::fprintf(stderr, "kept the failed test's database: %s\n", url.c_str());
+      return;
+    }
     try {
       pqxx::connection admin(postgres_url());
       pqxx::nontransaction(admin).exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
