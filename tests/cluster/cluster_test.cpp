@@ -591,32 +591,65 @@ TEST(Cluster, ANatsServerKilledUnderLoadLosesNothing) {
   if (!HasFailure()) std::filesystem::remove_all(w.logs);
 }
 
+/// One cluster member ("solo") over an in-memory store - 4 shards, 1.5 s
+/// leases, 200 ms heartbeats - against the shared nats-server, and the
+/// test's own handles on the cluster's KV buckets: lease mechanics without
+/// processes.
+struct solo_member {
+  config cfg = config::defaults();
+  node n{cfg, std::make_shared<memory_event_store>()};
+  cluster_options o;
+  std::unique_ptr<cluster> c;
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  kvStore* leases = nullptr;
+  kvStore* nodes = nullptr;
+
+  explicit solo_member(const std::string& name) {
+    n.register_aggregates<bookstore::bookstore_aggregates>();
+    n.enable_sharding(4);
+    n.start();
+    o.nats_url = integration::required_env("TROUPE_NATS_URL");
+    o.name = unique(name);
+    o.node_id = "solo";
+    o.shards = 4;
+    o.lease_ttl = std::chrono::milliseconds{1500};
+    o.heartbeat = std::chrono::milliseconds{200};
+    o.forward_timeout = std::chrono::milliseconds{1000};
+    c = std::make_unique<cluster>(n, o);
+    c->start();
+    EXPECT_EQ(natsConnection_ConnectTo(&nc, o.nats_url.c_str()), NATS_OK);
+    EXPECT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+    EXPECT_EQ(js_KeyValue(&leases, js, ("troupe_" + o.name + "_leases").c_str()), NATS_OK);
+    EXPECT_EQ(js_KeyValue(&nodes, js, ("troupe_" + o.name + "_nodes").c_str()), NATS_OK);
+  }
+  ~solo_member() {
+    kvStore_Destroy(leases);
+    kvStore_Destroy(nodes);
+    c->stop();
+    delete_cluster_buckets(o.name);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    n.stop();
+  }
+  solo_member(const solo_member&) = delete;
+  solo_member& operator=(const solo_member&) = delete;
+
+  std::string owner_of(std::size_t shard) const { return c->status().shards.at(shard).owner; }
+  int owned_by(const std::string& who) const {
+    int k = 0;
+    for (const auto& s : c->status().shards) k += s.owner == who;
+    return k;
+  }
+};
+
 // The stale-owner case, directly: a node whose shard lease is taken by
 // another stops serving that shard at its next heartbeat and sends the
 // shard's commands to the new owner; its other shards are untouched.
 TEST(Cluster, ANodeWhoseLeaseWasTakenStepsDown) {
-  auto cfg = config::defaults();
-  auto store = std::make_shared<memory_event_store>();
-  node n(cfg, store);
-  n.register_aggregates<bookstore::bookstore_aggregates>();
-  n.enable_sharding(4);
-  n.start();
-  cluster_options o;
-  o.nats_url = integration::required_env("TROUPE_NATS_URL");
-  o.name = unique("stale");
-  o.node_id = "solo";
-  o.shards = 4;
-  o.lease_ttl = std::chrono::milliseconds{1500};
-  o.heartbeat = std::chrono::milliseconds{200};
-  o.forward_timeout = std::chrono::milliseconds{1000};
-  cluster c(n, o);
-  c.start();
-  auto owned_by = [&](const std::string& who) {
-    int k = 0;
-    for (const auto& s : c.status().shards) k += s.owner == who;
-    return k;
-  };
-  ASSERT_TRUE(eventually([&] { return owned_by("solo") == 4; }, std::chrono::seconds{10}));
+  solo_member solo("stale");
+  auto& n = solo.n;
+  ASSERT_TRUE(eventually([&] { return solo.owned_by("solo") == 4; }, std::chrono::seconds{10}));
   // The nth book id whose stream falls in `shard`.
   auto stream_in = [](int shard, int nth = 0) {
     for (int i = 0;; ++i) {
@@ -631,17 +664,11 @@ TEST(Cluster, ANodeWhoseLeaseWasTakenStepsDown) {
   ASSERT_EQ(create(stream_in(0)).status, command_status::accepted);
 
   // Another node (here: the test) takes shard.0's lease.
-  natsConnection* nc = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, o.nats_url.c_str()), NATS_OK);
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  kvStore* kv = nullptr;
-  ASSERT_EQ(js_KeyValue(&kv, js, ("troupe_" + o.name + "_leases").c_str()), NATS_OK);
-  ASSERT_EQ(kvStore_PutString(nullptr, kv, "shard.0", "intruder"), NATS_OK);
+  ASSERT_EQ(kvStore_PutString(nullptr, solo.leases, "shard.0", "intruder"), NATS_OK);
 
-  EXPECT_TRUE(
-      eventually([&] { return c.status().forwarding.leases_lost == 1; }, std::chrono::seconds{10}));
-  EXPECT_EQ(owned_by("solo"), 3);
+  EXPECT_TRUE(eventually([&] { return solo.c->status().forwarding.leases_lost == 1; },
+                         std::chrono::seconds{10}));
+  EXPECT_EQ(solo.owned_by("solo"), 3);
   // Shard 0's commands now go to "intruder", which does not answer (not a
   // live member): they wait for an owner, then are answered unavailable.
   auto moved = create(stream_in(0, 1));
@@ -657,13 +684,6 @@ TEST(Cluster, ANodeWhoseLeaseWasTakenStepsDown) {
   }();
   EXPECT_EQ(direct.reason.code, "shard_moved") << "the node still served the shard it lost";
   EXPECT_EQ(create(stream_in(1)).status, command_status::accepted);
-
-  kvStore_Destroy(kv);
-  c.stop();
-  delete_cluster_buckets(o.name);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  n.stop();
 }
 
 // During a NATS failover a node may fail to renew a lease for longer than its
@@ -673,36 +693,8 @@ TEST(Cluster, ANodeWhoseLeaseWasTakenStepsDown) {
 // renewed it for a TTL (seen in the NATS-kill test: two saga partitions
 // unserved for 53 s, until the old owner left).
 TEST(Cluster, ALeaseNobodyRenewsIsTakenAgainThoughItsLastOwnerLives) {
-  auto cfg = config::defaults();
-  auto store = std::make_shared<memory_event_store>();
-  node n(cfg, store);
-  n.register_aggregates<bookstore::bookstore_aggregates>();
-  n.enable_sharding(4);
-  n.start();
-  cluster_options o;
-  o.nats_url = integration::required_env("TROUPE_NATS_URL");
-  o.name = unique("expired");
-  o.node_id = "solo";
-  o.shards = 4;
-  o.lease_ttl = std::chrono::milliseconds{1500};
-  o.heartbeat = std::chrono::milliseconds{200};
-  cluster c(n, o);
-  c.start();
-  auto owner_of = [&](std::size_t shard) { return c.status().shards.at(shard).owner; };
-  auto owned_by_solo = [&] {
-    int k = 0;
-    for (const auto& s : c.status().shards) k += s.owner == "solo";
-    return k;
-  };
-  ASSERT_TRUE(eventually([&] { return owned_by_solo() == 4; }, std::chrono::seconds{10}));
-
-  natsConnection* nc = nullptr;
-  ASSERT_EQ(natsConnection_ConnectTo(&nc, o.nats_url.c_str()), NATS_OK);
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
-  kvStore *leases = nullptr, *nodes = nullptr;
-  ASSERT_EQ(js_KeyValue(&leases, js, ("troupe_" + o.name + "_leases").c_str()), NATS_OK);
-  ASSERT_EQ(js_KeyValue(&nodes, js, ("troupe_" + o.name + "_nodes").c_str()), NATS_OK);
+  solo_member solo("expired");
+  ASSERT_TRUE(eventually([&] { return solo.owned_by("solo") == 4; }, std::chrono::seconds{10}));
   // A second member, "ghost": it heartbeats, and takes and renews the
   // shards solo hands it (it serves no commands; none are sent).
   std::atomic<bool> ghost_alive{true};
@@ -710,52 +702,39 @@ TEST(Cluster, ALeaseNobodyRenewsIsTakenAgainThoughItsLastOwnerLives) {
   std::vector<std::string> ghost_leases;
   std::thread ghost([&] {
     while (ghost_alive.load()) {
-      kvStore_PutString(nullptr, nodes, "ghost", R"({"http":"","subject":"none"})");
+      kvStore_PutString(nullptr, solo.nodes, "ghost", R"({"http":"","subject":"none"})");
       {
         std::lock_guard lock(ghost_mutex);
         for (const auto& key : ghost_leases)
-          kvStore_PutString(nullptr, leases, key.c_str(), "ghost");
+          kvStore_PutString(nullptr, solo.leases, key.c_str(), "ghost");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds{200});
     }
   });
   // Half the shards are assigned to the ghost and released to it.
-  ASSERT_TRUE(eventually([&] { return owned_by_solo() == 2; }, std::chrono::seconds{10}));
+  ASSERT_TRUE(eventually([&] { return solo.owned_by("solo") == 2; }, std::chrono::seconds{10}));
   std::size_t kept = 4;
   {
     std::lock_guard lock(ghost_mutex);
     for (std::size_t shard = 0; shard < 4; ++shard) {
-      if (owner_of(shard) == "solo")
+      if (solo.owner_of(shard) == "solo")
         kept = std::min(kept, shard);
       else
         ghost_leases.push_back("shard." + std::to_string(shard));
     }
   }
-  ASSERT_TRUE(eventually(
-      [&] {
-        int k = 0;
-        for (const auto& s : c.status().shards) k += s.owner == "ghost";
-        return k == 2;
-      },
-      std::chrono::seconds{10}));
+  ASSERT_TRUE(eventually([&] { return solo.owned_by("ghost") == 2; }, std::chrono::seconds{10}));
   // The ghost writes itself into one of solo's leases once and never renews
   // it: solo loses the lease, and the bucket expires the entry after the TTL.
   auto key = "shard." + std::to_string(kept);
-  ASSERT_EQ(kvStore_PutString(nullptr, leases, key.c_str(), "ghost"), NATS_OK);
-  EXPECT_TRUE(
-      eventually([&] { return c.status().forwarding.leases_lost >= 1; }, std::chrono::seconds{10}));
-  EXPECT_TRUE(eventually([&] { return owner_of(kept) == "solo"; }, std::chrono::seconds{10}))
-      << key << " still shows " << owner_of(kept) << " a TTL after its last renewal";
+  ASSERT_EQ(kvStore_PutString(nullptr, solo.leases, key.c_str(), "ghost"), NATS_OK);
+  EXPECT_TRUE(eventually([&] { return solo.c->status().forwarding.leases_lost >= 1; },
+                         std::chrono::seconds{10}));
+  EXPECT_TRUE(eventually([&] { return solo.owner_of(kept) == "solo"; }, std::chrono::seconds{10}))
+      << key << " still shows " << solo.owner_of(kept) << " a TTL after its last renewal";
 
   ghost_alive = false;
   ghost.join();
-  kvStore_Destroy(leases);
-  kvStore_Destroy(nodes);
-  c.stop();
-  delete_cluster_buckets(o.name);
-  jsCtx_Destroy(js);
-  natsConnection_Destroy(nc);
-  n.stop();
 }
 
 }  // namespace

@@ -137,13 +137,16 @@ TEST(SagaMachine, AFailedStepIsRetriedWithExponentialBackoffThenGivenUp) {
   EXPECT_TRUE(spec.finished());
 }
 
+/// Two counted attempts, and up to five sends that were never applied.
+const troupe::saga_settings two_attempts_five_untried{.step_timeout_ms = 30000,
+                                                      .max_attempts = 2,
+                                                      .retry_backoff_ms = 100,
+                                                      .max_overload_retries = 5,
+                                                      .max_backoff_ms = 1000};
+
 TEST(SagaMachine, OverloadedSendsAreRetriedLongerThanFailures) {
   // Shed commands were never tried: a backlog must not become dead letters.
-  saga_spec<job> spec({.step_timeout_ms = 30000,
-                       .max_attempts = 2,
-                       .retry_backoff_ms = 100,
-                       .max_overload_retries = 5,
-                       .max_backoff_ms = 1000});
+  saga_spec<job> spec(two_attempts_five_untried);
   spec.when(job_started{"j1", 1});
   for (int shed = 1; shed <= 5; ++shed) {
     spec.fail("charge:1", command_status::overloaded).advance(1000ms);
@@ -164,11 +167,7 @@ TEST(SagaMachine, OverloadedSendsAreRetriedLongerThanFailures) {
 TEST(SagaMachine, StepsTurnedAwayByRoutingAreRetriedLikeShedOnes) {
   // While a cluster re-forms, shards go unserved for seconds and commands
   // are answered "unavailable, not applied": not a failed attempt.
-  saga_spec<job> spec({.step_timeout_ms = 30000,
-                       .max_attempts = 2,
-                       .retry_backoff_ms = 100,
-                       .max_overload_retries = 5,
-                       .max_backoff_ms = 1000});
+  saga_spec<job> spec(two_attempts_five_untried);
   spec.when(job_started{"j1", 1});
   const char* routing[] = {"shard_unavailable", "shard_moved", "node_stopping", "node_leaving",
                            "not_owner"};
