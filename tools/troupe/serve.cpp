@@ -781,6 +781,10 @@ int serve(const config& cfg, const serve_options& options) {
 
   log->info("node {} serving; Ctrl-C or SIGTERM stops it", n.id());
   auto last = n.stats().commands_accepted;
+  // The publisher's checkpoint at the previous tick, while it runs here: a
+  // publisher that stops advancing while commands are accepted says so
+  // (once seen in the NATS-failover test, silently, for 50 s).
+  std::int64_t last_checkpoint = -1;  // -1: not running here at the last tick
   while (true) {
     timespec wait{10, 0};
     int sig = sigtimedwait(&stop_signals, nullptr, &wait);
@@ -788,7 +792,21 @@ int serve(const config& cfg, const serve_options& options) {
       log->info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
-    if (auto now = n.stats().commands_accepted; now != last) {
+    auto now = n.stats().commands_accepted;
+    publisher.with([&](event_publisher* p) {
+      if (p == nullptr) {
+        last_checkpoint = -1;
+        return;
+      }
+      auto s = p->stats();
+      if (last_checkpoint == s.checkpoint && now != last)
+        log->warn(
+            "publisher: checkpoint still at {} after {} s of accepted commands ({} published, {} "
+            "rounds retried)",
+            s.checkpoint, wait.tv_sec, s.published, s.failed_rounds);
+      last_checkpoint = s.checkpoint;
+    });
+    if (now != last) {
       log_stats(n, *log);
       last = now;
     }
