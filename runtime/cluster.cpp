@@ -384,13 +384,13 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
 
   void route(std::shared_ptr<forward_request> r) {
     if (leaving.load(std::memory_order_acquire)) {
-      finish(*r, failure(command_status::unavailable, "node_leaving",
+      finish(*r, failure(command_status::unavailable, not_applied::node_leaving,
                          "this node is leaving the cluster; retry on another node"));
       return;
     }
     if (steady::now() >= r->deadline) {
       timed_out.fetch_add(1, std::memory_order_relaxed);
-      finish(*r, failure(command_status::unavailable, "shard_unavailable",
+      finish(*r, failure(command_status::unavailable, not_applied::shard_unavailable,
                          "no node served shard " + std::to_string(r->shard) + " of " +
                              r->command.stream_id + " within " +
                              std::to_string(options.forward_timeout.count()) +
@@ -402,7 +402,7 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
           r->command,
           [self_ptr = shared_from_this(), r](command_result result) {
             if (result.status == command_status::unavailable &&
-                result.reason.code == "shard_moved") {
+                result.reason.code == not_applied::shard_moved) {
               self_ptr->retry_later(r);  // never tried here: send it on
               return;
             }
@@ -434,7 +434,7 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
   /// so a shard in motion is not hammered while the routing table catches up.
   void retry_later(std::shared_ptr<forward_request> r) {
     if (timer_stop.load()) {
-      finish(*r, failure(command_status::unavailable, "node_leaving",
+      finish(*r, failure(command_status::unavailable, not_applied::node_leaving,
                          "this node left the cluster before the command was sent; retry"));
       return;
     }
@@ -510,7 +510,8 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
             natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg))));
         // Answers that mean "not tried there": send it on.
         if (result.status == command_status::unavailable &&
-            (result.reason.code == "not_owner" || result.reason.code == "shard_moved"))
+            (result.reason.code == not_applied::not_owner ||
+             result.reason.code == not_applied::shard_moved))
           im->retry_later(std::move(r));
         else
           im->finish(*r, std::move(result));
@@ -541,12 +542,12 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
     }
     if (deadline_ms > 0 && unix_ns() / 1'000'000 > deadline_ms) {
       // Its sender has given up on it: do not apply it behind its back.
-      answer(failure(command_status::unavailable, "expired",
+      answer(failure(command_status::unavailable, not_applied::expired,
                      "the command arrived after its sender's deadline; not applied"));
       return;
     }
     if (im->leaving.load() || !im->serves(shard_of(request->stream_id, im->options.shards))) {
-      answer(failure(command_status::unavailable, "not_owner",
+      answer(failure(command_status::unavailable, not_applied::not_owner,
                      "node " + im->self + " does not serve the shard of " + request->stream_id));
       return;
     }
@@ -663,11 +664,11 @@ struct cluster::impl : std::enable_shared_from_this<cluster::impl> {
       retries.clear();
     }
     for (auto& r : tried)
-      finish(*r, failure(command_status::unavailable, "node_leaving",
+      finish(*r, failure(command_status::unavailable, not_applied::node_leaving,
                          "this node left the cluster before the command's owner answered; it "
                          "may have been applied: retry with the same id"));
     for (auto& r : untried)
-      finish(*r, failure(command_status::unavailable, "node_leaving",
+      finish(*r, failure(command_status::unavailable, not_applied::node_leaving,
                          "this node left the cluster before the command was sent; retry"));
   }
 
@@ -1262,7 +1263,7 @@ void cluster::stop() {
   im.hand_off_all([](const impl::lease& l) { return l.shard >= 0; }, deadline);
   im.leaving = true;
   im.node_.set_router([](command_envelope, command_completion done) {
-    done(failure(command_status::unavailable, "node_leaving",
+    done(failure(command_status::unavailable, not_applied::node_leaving,
                  "this node has left the cluster; retry on another node"));
   });
   // No more callbacks into us from NATS: drain waits for those running.

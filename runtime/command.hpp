@@ -77,6 +77,21 @@ inline std::string_view to_string(command_status s) {
   return "unknown";
 }
 
+/// Reason codes of `unavailable` answers whose command certainly was not
+/// applied (command_result::never_applied): the places that answer so name
+/// them from here, so a code cannot drift from the retry rule that reads it.
+namespace not_applied {
+inline constexpr const char* shard_unavailable = "shard_unavailable";  // no node served it in time
+inline constexpr const char* shard_moved = "shard_moved";  // this node no longer serves it
+inline constexpr const char* node_stopping = "node_stopping";
+inline constexpr const char* node_leaving = "node_leaving";
+inline constexpr const char* not_owner = "not_owner";  // a peer that does not serve it
+inline constexpr const char* expired = "expired";      // arrived after its sender's deadline
+inline constexpr const char* node_not_running = "node_not_running";
+inline constexpr const char* all[] = {shard_unavailable, shard_moved, node_stopping,   node_leaving,
+                                      not_owner,         expired,     node_not_running};
+}  // namespace not_applied
+
 struct command_result {
   command_status status = command_status::accepted;
   rejection reason;              // set unless accepted/duplicate
@@ -100,8 +115,7 @@ struct command_result {
   bool never_applied() const {
     if (status == command_status::overloaded) return true;
     if (status != command_status::unavailable) return false;
-    for (std::string_view code : {"shard_unavailable", "shard_moved", "node_stopping",
-                                  "node_leaving", "not_owner", "expired", "node_not_running"})
+    for (const char* code : not_applied::all)
       if (reason.code == code) return true;
     return false;
   }

@@ -172,13 +172,7 @@ class saga_host {
   void fence() {
     fenced_ = true;
     abandoning_ = true;
-    if (mailbox_) {
-      {
-        std::lock_guard lock(mailbox_->mutex);
-        mailbox_->stopping = true;
-      }
-      mailbox_->wake.notify_all();
-    }
+    end_loop();
   }
 
   void stop() {
@@ -187,13 +181,7 @@ class saga_host {
     abandoning_ = true;
     if (subscription_) subscription_->stop();
     subscription_.reset();
-    if (mailbox_) {
-      {
-        std::lock_guard lock(mailbox_->mutex);
-        mailbox_->stopping = true;
-      }
-      mailbox_->wake.notify_all();
-    }
+    end_loop();
     if (thread_.joinable()) thread_.join();
     registry_.reset();
   }
@@ -325,6 +313,16 @@ class saga_host {
   };
 
   void post(message m) { mailbox_->post(std::move(m)); }
+
+  /// Tells the loop to end: after its queue (stop) or at once (fenced_).
+  void end_loop() {
+    if (!mailbox_) return;
+    {
+      std::lock_guard lock(mailbox_->mutex);
+      mailbox_->stopping = true;
+    }
+    mailbox_->wake.notify_all();
+  }
 
   /// A callback for an asynchronous operation: posts to the mailbox, which
   /// outlives the host.

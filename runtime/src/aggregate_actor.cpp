@@ -561,7 +561,7 @@ caf::behavior aggregate_behavior(aggregate_actor* self, hosting_context* context
           for (auto& queued : st.queue) {
             st.context->counters.queued.fetch_sub(1, std::memory_order_relaxed);
             queued.complete(make_failure(
-                command_status::unavailable, "shard_moved",
+                command_status::unavailable, not_applied::shard_moved,
                 "the shard of " + st.stream_id + " is moving to another node; not applied here"));
           }
           st.queue.clear();

@@ -149,7 +149,7 @@ void node::start() {
 
 bool node::impl::admit(command_envelope& command, command_completion& done) {
   if (!accepting) {
-    done(detail::make_failure(command_status::unavailable, "node_not_running",
+    done(detail::make_failure(command_status::unavailable, not_applied::node_not_running,
                               "the node is not running"));
     return false;
   }
@@ -190,7 +190,7 @@ void node::submit_here(command_envelope command, command_completion done, bool c
   std::shared_lock lock{im.lifecycle};
   if (counted) {
     if (!im.accepting) {
-      done(detail::make_failure(command_status::unavailable, "node_not_running",
+      done(detail::make_failure(command_status::unavailable, not_applied::node_not_running,
                                 "the node is not running"));
       return;
     }

@@ -122,7 +122,7 @@ const hosted_type* type_of(const hosting_context& context, std::string_view stre
 }
 
 command_result shard_moved(const std::string& stream_id) {
-  return make_failure(command_status::unavailable, "shard_moved",
+  return make_failure(command_status::unavailable, not_applied::shard_moved,
                       "this node no longer serves the shard of " + stream_id);
 }
 
@@ -182,7 +182,7 @@ void on_actor_gone_impl(region_actor* self,
   if (st.draining || !serves_stream(*st.context, it->first)) {
     // Not tried: shard_moved tells the cluster's router to send them on.
     for (auto& c : held)
-      c.complete(st.draining ? make_failure(command_status::unavailable, "node_stopping",
+      c.complete(st.draining ? make_failure(command_status::unavailable, not_applied::node_stopping,
                                             "node is stopping")
                              : shard_moved(it->first));
     forget();
@@ -224,8 +224,8 @@ caf::behavior region_behavior(region_actor* self, hosting_context* context) {
       [self](routed_command& command) {
         auto& st = self->state;
         if (st.draining) {
-          command.complete(
-              make_failure(command_status::unavailable, "node_stopping", "node is stopping"));
+          command.complete(make_failure(command_status::unavailable, not_applied::node_stopping,
+                                        "node is stopping"));
           return;
         }
         const auto& stream_id = command.envelope.stream_id;
