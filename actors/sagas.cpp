@@ -30,10 +30,6 @@ void answered(fstate& s, const std::string& step) {
   s.waiting.erase(std::remove(s.waiting.begin(), s.waiting.end(), step), s.waiting.end());
 }
 
-bool waiting_for_reservations(const fstate& s) {
-  return std::any_of(s.waiting.begin(), s.waiting.end(),
-                     [](const std::string& w) { return w.starts_with("reserve:"); });
-}
 
 std::string why(const step_result& r, const std::string& what) {
   if (r.gave_up()) return what + ": no answer (" + r.reason.code + ")";
@@ -66,6 +62,24 @@ void compensate(fstate& s, saga_context& ctx, const std::string& reason) {
   after_compensation_step(s, ctx);
 }
 
+/// Every reservation and the payment's authorisation accepted: complete the
+/// order, and clear the buyer's basket beside it (best effort; after the
+/// reservations, so that an order cancelled for want of stock leaves the
+/// basket to try again).
+void after_reserving_step(fstate& s, saga_context& ctx) {
+  if (s.status != fs::reserving || !s.waiting.empty()) return;
+  s.status = fs::completing;
+  send<order>(s, ctx, "complete", s.order_id, complete_order{s.order_id, ctx.now_ms()});
+  send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
+}
+
+/// Settled once nothing is in flight (the basket's clearing included).
+void after_settling_step(fstate& s, saga_context& ctx) {
+  if (s.status != fs::settling || !s.waiting.empty()) return;
+  s.status = fs::completed;
+  ctx.finish();
+}
+
 void settle(fstate& s, saga_context& ctx) {
   s.status = fs::settling;
   for (const auto& book_id : s.reserved)
@@ -79,12 +93,10 @@ void on_reserved(fstate& s, const step_result& r, const std::string& book_id, sa
   bool maybe_reserved = r.accepted() || r.gave_up();
   if (maybe_reserved) s.reserved.push_back(book_id);
   if (s.status == fs::reserving) {
-    if (!r.accepted()) {
+    if (!r.accepted())
       compensate(s, ctx, why(r, "book " + book_id));
-    } else if (!waiting_for_reservations(s)) {
-      s.status = fs::clearing_basket;
-      send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
-    }
+    else
+      after_reserving_step(s, ctx);
   } else if (s.status == fs::compensating) {
     if (maybe_reserved)
       send<book>(s, ctx, "release:" + book_id, book_id, release_stock{book_id, s.order_id});
@@ -106,10 +118,17 @@ void order_fulfilment::on_event(state& s, const event& e, saga_context& ctx) {
     s.items = placed->items;
     s.total = placed->total;
     s.status = fs::reserving;
+    if (placed->items.empty()) {
+      compensate(s, ctx, "the order has no items");
+      return;
+    }
+    // The stock and the payment at once: a refusal of either is undone
+    // (released, voided), and the order waits for one round trip, not two.
     for (const auto& item : placed->items)
       send<book>(s, ctx, "reserve:" + item.book_id, item.book_id,
                  reserve_stock{item.book_id, s.order_id, item.quantity});
-    if (placed->items.empty()) compensate(s, ctx, "the order has no items");
+    send<finance_account>(s, ctx, "authorise", s.buyer_id,
+                          authorise_payment{s.buyer_id, s.order_id, s.total});
     return;
   }
   const auto& cancelled = std::get<order_cancelled>(e);
@@ -136,24 +155,18 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
   if (step.starts_with("reserve:")) {
     on_reserved(s, r, step.substr(8), ctx);
   } else if (step == "clear-basket") {
-    // Best effort: an order placed from an item list has no basket.
-    if (s.status == fs::clearing_basket) {
-      s.status = fs::authorising;
-      send<finance_account>(s, ctx, "authorise", s.buyer_id,
-                            authorise_payment{s.buyer_id, s.order_id, s.total});
-    } else {
-      after_compensation_step(s, ctx);
-    }
+    // Best effort, whatever the answer: an order placed from an item list
+    // has no basket.
+    after_settling_step(s, ctx);
+    after_compensation_step(s, ctx);
   } else if (step == "authorise") {
     bool maybe_authorised = r.accepted() || r.gave_up();
     if (maybe_authorised) s.payment_authorised = true;
-    if (s.status == fs::authorising) {
-      if (r.accepted()) {
-        s.status = fs::completing;
-        send<order>(s, ctx, "complete", s.order_id, complete_order{s.order_id, ctx.now_ms()});
-      } else {
+    if (s.status == fs::reserving) {
+      if (r.accepted())
+        after_reserving_step(s, ctx);
+      else
         compensate(s, ctx, why(r, "payment"));
-      }
     } else if (s.status == fs::compensating) {
       if (maybe_authorised)
         send<finance_account>(s, ctx, "void", s.buyer_id, void_payment{s.buyer_id, s.order_id});
@@ -188,10 +201,7 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
       ctx.finish();
     }
   } else if (step.starts_with("commit:") || step == "capture") {
-    if (s.status == fs::settling && s.waiting.empty()) {
-      s.status = fs::completed;
-      ctx.finish();
-    }
+    after_settling_step(s, ctx);
   } else if (step.starts_with("release:") || step == "void") {
     after_compensation_step(s, ctx);
   } else if (step == "cancel") {

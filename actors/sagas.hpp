@@ -4,12 +4,15 @@
 // order_fulfilment (BookWorm's order state machine, made real), one
 // instance per order:
 //
-//   order_placed -> reserving      reserve stock of every book (in parallel)
-//                -> clearing_basket delete the buyer's basket (best effort)
-//                -> authorising    authorise the total on the finance account
-//                -> completing     complete the order
+//   order_placed -> reserving      reserve stock of every book and authorise
+//                                  the total on the finance account, all at once
+//                -> completing     complete the order; beside it, delete the
+//                                  buyer's basket (best effort)
 //                -> settling       commit the reserved stock, capture payment
 //                -> completed
+//   Three round trips of steps in all. (Until 2026-11-27 the basket and the
+//   payment were two more, one after the other: `clearing_basket` and
+//   `authorising` are statuses only registry rows written then show.)
 //   a reservation or the payment rejected (out of stock, unknown book, over
 //   the credit limit) or given up after retries
 //                -> compensating   release what was reserved, void the payment
@@ -38,8 +41,8 @@ namespace bookstore {
 enum class fulfilment_status {
   none,
   reserving,
-  clearing_basket,
-  authorising,
+  clearing_basket,  // no longer entered: see above
+  authorising,      // no longer entered: see above
   completing,
   verifying,  // completing was given up: cancelling first tells which way it went
   settling,

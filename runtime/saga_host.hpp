@@ -6,7 +6,9 @@
 //     each input (event, step answer, clock tick) is appended to the
 //     instance's own stream `<saga>-<correlation>` BEFORE it is applied
 //     (write-ahead); then the machine runs and its sends go to the node
-//     (node::submit, deterministic command ids); answers come back as inputs
+//     (node::submit, deterministic command ids); answers come back as inputs.
+//     Inputs that queue while an instance's append is in flight (the answers
+//     of parallel steps, under load) go in its next append as one record.
 //   registry (troupe_sagas) and dead letters are written in batches; an
 //   event is acknowledged only after its input is stored and the instance
 //   registered, so a crash never loses an instance.
@@ -23,6 +25,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
@@ -38,6 +41,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -88,6 +92,8 @@ struct saga_host_stats {
   std::int64_t wrong_new_guesses = 0;
   std::int64_t deliveries = 0;     // events its consumer delivered, its own or not
   std::int64_t registry_rows = 0;  // troupe_sagas rows written (see flush())
+  std::int64_t inputs_queued = 0;  // waiting in instances' inboxes: the host's backlog
+  std::int64_t input_records = 0;  // appends of inputs (each one record, of 1 or more inputs)
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
@@ -198,6 +204,8 @@ class saga_host {
     s.wrong_new_guesses = wrong_new_guesses_.load();
     s.deliveries = deliveries_.load();
     s.registry_rows = registry_rows_.load();
+    s.inputs_queued = inputs_queued_.load();
+    s.input_records = input_records_.load();
     std::lock_guard lock(stats_mutex_);
     s.live_instances = live_;
     s.live_by_status = live_by_status_;
@@ -288,7 +296,12 @@ class saga_host {
     std::optional<std::pair<bool, bool>> registered_shape;
     bool assumed_new = false;  // its stream was not read: see pump()
     bool read_first = false;   // that guess failed once: read from now on
+    std::size_t appending = 0;  // inputs at the inbox's front in the append in flight
+    bool one_at_a_time = false;  // the store refused a record of several: see on_appended
   };
+
+  /// At most this many inputs in one record.
+  static constexpr std::size_t max_inputs_per_record = 64;
 
   static std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -412,9 +425,13 @@ class saga_host {
       if (fenced_) break;
       fire_due_timers();
       if (!quiet_.empty()) passivate();
+      // The subscription's batch waits for its acknowledgements: once all
+      // of its events are stored, waiting out the flush interval would only
+      // hold back the next batch (the next orders' sagas).
+      bool batch_stored = !acks_after_flush_.empty() && unstored_events_ == 0;
       if ((!dirty_.empty() || !acks_after_flush_.empty()) &&
-          std::chrono::steady_clock::now() - last_flush >=
-              std::chrono::milliseconds{options_.registry_flush_ms}) {
+          (batch_stored || std::chrono::steady_clock::now() - last_flush >=
+                               std::chrono::milliseconds{options_.registry_flush_ms})) {
         flush();
         last_flush = std::chrono::steady_clock::now();
       }
@@ -431,6 +448,7 @@ class saga_host {
             in.what = input::kind::event;
             in.at = now_ms();
             in.event = std::move(msg.second);
+            if (in.event->token) ++unstored_events_;
             enqueue(msg.first, std::move(in));
           } else if constexpr (std::is_same_v<M, recover>) {
             pump(get(msg.correlation));
@@ -461,6 +479,7 @@ class saga_host {
   void enqueue(const std::string& correlation, input in) {
     auto& inst = get(correlation);
     inst.inbox.push_back(std::move(in));
+    inputs_queued_.fetch_add(1, std::memory_order_relaxed);
     pump(inst);
   }
 
@@ -500,9 +519,10 @@ class saga_host {
           }
         }
         if (in.what == input::kind::tick) inst.tick_queued = false;
-        inst.inbox.pop_front();
+        pop_input(inst);
         continue;
       }
+      auto count = record_size(inst);
       append_request r;
       r.stream_id = stream_of(correlation);
       r.expected = expected_version::exact(stream_version{inst.version});
@@ -510,12 +530,48 @@ class saga_host {
       r.metadata.command_id = new_uuid();
       r.metadata.correlation_id = correlation;
       if (in.event) r.metadata.causation_id = in.event->raw.event_id;
-      r.events.push_back(encode(in));
+      r.events.push_back(encode(inst.inbox, count));
       inst.state = instance::phase::appending;
+      inst.appending = count;
+      input_records_.fetch_add(1, std::memory_order_relaxed);
       store_->append(std::move(r), poster([correlation](append_result res) -> message {
                        return appended{correlation, std::move(res)};
                      }));
     }
+  }
+
+  /// How many inputs from the inbox's front go in the next record: the
+  /// front one and those behind it up to the first that would be skipped
+  /// by the state before the record (it is looked at again after it) or
+  /// that repeats an event of the record. Every input of a record is
+  /// applied, in order, live and in a replay alike; one made moot by an
+  /// earlier one of the same record (a reply after the finish) changes
+  /// nothing in either.
+  std::size_t record_size(const instance& inst) const {
+    if (inst.one_at_a_time) return 1;
+    std::size_t n = 1;
+    while (n < inst.inbox.size() && n < max_inputs_per_record) {
+      const auto& next = inst.inbox[n];
+      if (skip(inst, next)) break;
+      if (next.what == input::kind::event &&
+          std::any_of(inst.inbox.begin(), inst.inbox.begin() + static_cast<std::ptrdiff_t>(n),
+                      [&](const input& earlier) {
+                        return earlier.what == input::kind::event &&
+                               earlier.event->raw.event_id == next.event->raw.event_id;
+                      }))
+        break;
+      ++n;
+    }
+    return n;
+  }
+
+  /// The inbox's front input, done with: stored, skipped or dead-lettered.
+  input pop_input(instance& inst) {
+    auto in = std::move(inst.inbox.front());
+    inst.inbox.pop_front();
+    inputs_queued_.fetch_sub(1, std::memory_order_relaxed);
+    if (in.event && in.event->token) --unstored_events_;
+    return in;
   }
 
   /// A machine with no inputs applied, at version 0: before a replay, or
@@ -540,13 +596,37 @@ class saga_host {
     return false;
   }
 
-  static new_event encode(const input& in) {
-    boost::json::object o;
-    o["at"] = in.at;
+  /// The first `count` inputs of `inbox` as one stored record: a single
+  /// input as `saga_event_received`, `saga_step_answered` or
+  /// `saga_clock_ticked`; several as `saga_inputs_received`, whose `inputs`
+  /// array holds each one's fields and its `kind` (one of those three).
+  static new_event encode(const std::deque<input>& inbox, std::size_t count) {
     new_event e;
     e.event_id = new_uuid();
+    if (count == 1) {
+      auto [type, o] = to_json(inbox.front());
+      e.type = type;
+      e.data = boost::json::serialize(o);
+      return e;
+    }
+    boost::json::array inputs;
+    inputs.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      auto [type, o] = to_json(inbox[i]);
+      o["kind"] = type;
+      inputs.push_back(std::move(o));
+    }
+    e.type = "saga_inputs_received";
+    e.data = boost::json::serialize(boost::json::object{{"inputs", std::move(inputs)}});
+    return e;
+  }
+
+  static std::pair<std::string_view, boost::json::object> to_json(const input& in) {
+    boost::json::object o;
+    o["at"] = in.at;
+    std::string_view type;
     if (in.what == input::kind::event) {
-      e.type = "saga_event_received";
+      type = "saga_event_received";
       const auto& raw = in.event->raw;
       o["event_id"] = raw.event_id;
       o["type"] = raw.type;
@@ -554,36 +634,50 @@ class saga_host {
       o["data"] = raw.data;
       o["position"] = raw.position.value;
     } else if (in.what == input::kind::answer) {
-      e.type = "saga_step_answered";
+      type = "saga_step_answered";
       o["step"] = in.step;
       o["attempt"] = in.attempt;
       o["status"] = std::string(to_string(in.result.status));
       o["code"] = in.result.reason.code;
       o["message"] = in.result.reason.message;
     } else {
-      e.type = "saga_clock_ticked";
+      type = "saga_clock_ticked";
     }
-    e.data = boost::json::serialize(o);
-    return e;
+    return {type, std::move(o)};
   }
 
-  /// The stored input back, or nullopt for a record this build cannot read.
-  static std::optional<input> decode(const recorded_event& stored) {
+  /// The stored inputs back, in order, or nullopt for a record this build
+  /// cannot read.
+  static std::optional<std::vector<input>> decode(const recorded_event& stored) {
     try {
-      return decode_or_throw(stored);
+      boost::system::error_code ec;
+      auto json = boost::json::parse(stored.data, ec);
+      if (ec || !json.is_object()) return std::nullopt;
+      const auto& o = json.get_object();
+      std::vector<input> out;
+      if (stored.type != "saga_inputs_received") {
+        auto in = decode_or_throw(stored.type, o);
+        if (!in) return std::nullopt;
+        out.push_back(std::move(*in));
+        return out;
+      }
+      for (const auto& item : o.at("inputs").as_array()) {
+        const auto& fields = item.as_object();
+        auto in = decode_or_throw(fields.at("kind").as_string(), fields);
+        if (!in) return std::nullopt;
+        out.push_back(std::move(*in));
+      }
+      return out;
     } catch (const std::exception&) {
       return std::nullopt;  // a missing or mistyped field: reported by the caller
     }
   }
 
-  static std::optional<input> decode_or_throw(const recorded_event& stored) {
-    boost::system::error_code ec;
-    auto json = boost::json::parse(stored.data, ec);
-    if (ec || !json.is_object()) return std::nullopt;
-    const auto& o = json.get_object();
+  static std::optional<input> decode_or_throw(std::string_view type,
+                                              const boost::json::object& o) {
     input in;
     in.at = o.at("at").to_number<std::int64_t>();
-    if (stored.type == "saga_event_received") {
+    if (type == "saga_event_received") {
       in.what = input::kind::event;
       recorded_event raw;
       raw.event_id = o.at("event_id").as_string().c_str();
@@ -595,13 +689,13 @@ class saga_host {
           variant_codec<typename S::event>::decode(raw.type, raw.schema_version, raw.data);
       if (!decoded) return std::nullopt;
       in.event = event_input{std::move(raw), std::move(*decoded), nullptr};
-    } else if (stored.type == "saga_step_answered") {
+    } else if (type == "saga_step_answered") {
       in.what = input::kind::answer;
       in.step = o.at("step").as_string().c_str();
       in.attempt = static_cast<int>(o.at("attempt").to_number<std::int64_t>());
       in.result.status = status_from(o.at("status").as_string());
       in.result.reason = {o.at("code").as_string().c_str(), o.at("message").as_string().c_str()};
-    } else if (stored.type == "saga_clock_ticked") {
+    } else if (type == "saga_clock_ticked") {
       in.what = input::kind::tick;
     } else {
       return std::nullopt;
@@ -640,14 +734,16 @@ class saga_host {
     inst.registered_shape.reset();  // registered again below, whatever it said before
     for (const auto& stored : r.events) {
       inst.version = stored.version.value;
-      auto in = decode(stored);
-      if (!in) {
+      auto inputs = decode(stored);
+      if (!inputs) {
         log_->error("saga {} {}: cannot read stored input {} ({})", S::name, correlation,
                     stored.version.value, stored.type);
         continue;
       }
-      if (inst.started_ms == 0) inst.started_ms = in->at;
-      apply(inst, *in);  // replay: the effects happened before
+      for (const auto& in : *inputs) {
+        if (inst.started_ms == 0) inst.started_ms = in.at;
+        apply(inst, in);  // replay: the effects happened before
+      }
     }
     inst.state = instance::phase::idle;
     // Loaded only to find it finished (a late event): register it again
@@ -670,6 +766,7 @@ class saga_host {
   void on_appended(const std::string& correlation, append_result r) {
     auto& inst = get(correlation);
     inst.state = instance::phase::idle;
+    auto count = std::exchange(inst.appending, 0);
     if (r.error == store_errc::version_conflict) {
       if (inst.assumed_new) {
         wrong_new_guesses_.fetch_add(1);
@@ -683,12 +780,19 @@ class saga_host {
       pump(inst);
       return;
     }
+    if (r.error == store_errc::invalid_input && count > 1) {
+      // One of them is too much for the store (or all of them together):
+      // store them one by one until one is stored, so that only the input
+      // the store refuses on its own is dead-lettered.
+      inst.one_at_a_time = true;
+      pump(inst);
+      return;
+    }
     if (r.error == store_errc::invalid_input && !inst.inbox.empty()) {
       // The store will never take this input (too large, say): it becomes a
       // dead letter and the instance goes on without it, instead of blocking
       // its inbox and the saga's consumer for good.
-      auto in = std::move(inst.inbox.front());
-      inst.inbox.pop_front();
+      auto in = pop_input(inst);
       postgres::dead_letter letter;
       letter.consumer = "saga:" + std::string(S::name);
       if (in.event) letter.event = in.event->raw;
@@ -712,21 +816,22 @@ class saga_host {
     }
     inst.version = r.last_version.value;
     inst.assumed_new = false;
-    if (inst.inbox.empty()) return;
-    auto in = std::move(inst.inbox.front());
-    inst.inbox.pop_front();
-    if (in.what == input::kind::tick) {
-      inst.tick_queued = false;
-      timeouts_.fetch_add(1);
+    inst.one_at_a_time = false;
+    for (std::size_t i = 0; i < count && !inst.inbox.empty(); ++i) {
+      auto in = pop_input(inst);
+      if (in.what == input::kind::tick) {
+        inst.tick_queued = false;
+        timeouts_.fetch_add(1);
+      }
+      bool was_started = inst.machine.started();
+      if (inst.started_ms == 0) inst.started_ms = in.at;
+      auto out = apply(inst, in);
+      inputs_.fetch_add(1);
+      if (!was_started && inst.machine.started()) started_.fetch_add(1);
+      execute(inst, out);
+      if (in.event && in.event->token) acks_after_flush_.push_back(in.event->token);
     }
-    bool was_started = inst.machine.started();
-    if (inst.started_ms == 0) inst.started_ms = in.at;
-    auto out = apply(inst, in);
-    inputs_.fetch_add(1);
-    if (!was_started && inst.machine.started()) started_.fetch_add(1);
-    execute(inst, out);
     dirty_.insert(correlation);
-    if (in.event && in.event->token) acks_after_flush_.push_back(in.event->token);
     arm(inst);
     pump(inst);
   }
@@ -909,10 +1014,12 @@ class saga_host {
   std::set<std::string> dirty_;
   std::set<std::string> quiet_;
   std::vector<std::shared_ptr<batch_token>> acks_after_flush_;
+  std::int64_t unstored_events_ = 0;  // delivered events not yet stored (or skipped)
   std::vector<postgres::dead_letter> pending_letters_;
 
   std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
-      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0}, registry_rows_{0};
+      commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0}, registry_rows_{0},
+      inputs_queued_{0}, input_records_{0};
   mutable std::mutex stats_mutex_;
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;

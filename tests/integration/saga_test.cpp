@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -109,6 +111,99 @@ class SagaTest : public ::testing::Test {
     auto events = sync::read_stream(*store, stream_id).events;
     return events.empty() ? "" : events.back().type;
   }
+};
+
+/// Passes everything to the store underneath, except appends to a stream
+/// expecting a version set by hold(): those wait until release() (or for
+/// ever, when never released); and appends of an event type set by
+/// refuse(), answered as invalid input.
+class holding_store : public event_store {
+ public:
+  explicit holding_store(std::shared_ptr<event_store> inner) : inner_(std::move(inner)) {}
+
+  void hold(const std::string& stream_id, std::int64_t expected) {
+    std::lock_guard lock(mutex_);
+    holds_.insert({stream_id, expected});
+  }
+  void release(const std::string& stream_id, std::int64_t expected) {
+    std::vector<held_append> go;
+    {
+      std::lock_guard lock(mutex_);
+      holds_.erase({stream_id, expected});
+      for (auto it = held_.begin(); it != held_.end();) {
+        if (it->request.stream_id == stream_id &&
+            it->request.expected.version().value == expected) {
+          go.push_back(std::move(*it));
+          it = held_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& h : go) inner_->append(std::move(h.request), std::move(h.done));
+  }
+  bool holding(const std::string& stream_id, std::int64_t expected) const {
+    std::lock_guard lock(mutex_);
+    return std::any_of(held_.begin(), held_.end(), [&](const held_append& h) {
+      return h.request.stream_id == stream_id && h.request.expected.version().value == expected;
+    });
+  }
+
+  void refuse(std::string event_type) {
+    std::lock_guard lock(mutex_);
+    refused_type_ = std::move(event_type);
+  }
+
+  void append(append_request request, append_callback done) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!refused_type_.empty() &&
+          std::any_of(request.events.begin(), request.events.end(),
+                      [&](const new_event& e) { return e.type == refused_type_; })) {
+        append_result refused;
+        refused.error = store_errc::invalid_input;
+        refused.message = refused_type_ + " refused by the test";
+        done(std::move(refused));
+        return;
+      }
+      if (request.expected.which() == expected_version::kind::exact &&
+          holds_.contains({request.stream_id, request.expected.version().value})) {
+        held_.push_back({std::move(request), std::move(done)});
+        return;
+      }
+    }
+    inner_->append(std::move(request), std::move(done));
+  }
+  void read_stream(std::string stream_id, stream_version from, std::size_t max_count,
+                   read_callback done) override {
+    inner_->read_stream(std::move(stream_id), from, max_count, std::move(done));
+  }
+  void read_all(global_position after, std::size_t max_count, read_callback done) override {
+    inner_->read_all(after, max_count, std::move(done));
+  }
+  void load_snapshot(std::string stream_id, snapshot_callback done) override {
+    inner_->load_snapshot(std::move(stream_id), std::move(done));
+  }
+  void save_snapshot(snapshot_record snapshot, done_callback done) override {
+    inner_->save_snapshot(std::move(snapshot), std::move(done));
+  }
+  void load_checkpoint(std::string name, checkpoint_callback done) override {
+    inner_->load_checkpoint(std::move(name), std::move(done));
+  }
+  void save_checkpoint(std::string name, global_position position, done_callback done) override {
+    inner_->save_checkpoint(std::move(name), position, std::move(done));
+  }
+
+ private:
+  struct held_append {
+    append_request request;
+    append_callback done;
+  };
+  std::shared_ptr<event_store> inner_;
+  mutable std::mutex mutex_;
+  std::set<std::pair<std::string, std::int64_t>> holds_;
+  std::vector<held_append> held_;
+  std::string refused_type_;
 };
 
 /// Order-fulfilment sagas that reached an end (completed or cancelled).
@@ -376,6 +471,92 @@ TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
   auto inputs = count_types("orderfulfilment-late");
   EXPECT_EQ(inputs["saga_clock_ticked"], 1) << "the overdue timeout fires once";
   EXPECT_EQ(count_types("book-b1")["stock_reserved"], 1);
+}
+
+TEST_F(SagaTest, AnswersQueuedDuringAnAppendAreStoredAsOneRecordAndReplayedAsSuch) {
+  for (auto id : {"b1", "b2", "b3"}) create_book(id, 10);
+  open_account("u1", 1'000'000);
+  const std::string saga_stream = "orderfulfilment-batched";
+  auto holding = std::make_shared<holding_store>(store);
+  // The first answer's record (after the order's event, version 1) waits,
+  // so the other answers of the four parallel steps queue behind it.
+  holding->hold(saga_stream, 1);
+  auto first = std::make_unique<saga_host<order_fulfilment>>(*n, holding, host_options());
+  first->start();
+  ASSERT_TRUE(n->execute<order>("batched", place_order{"batched",
+                                                       "u1",
+                                                       {{"b1", 1, 500}, {"b2", 1, 500},
+                                                        {"b3", 1, 500}},
+                                                       1})
+                  .ok());
+  ASSERT_TRUE(eventually([&] {
+    return holding->holding(saga_stream, 1) && first->stats().inputs_queued == 4;
+  })) << first->stats().inputs_queued << " inputs queued";
+  // The record after the three queued ones (the completion's answer) waits
+  // for ever: the host is stopped there, as if the node died.
+  holding->hold(saga_stream, 3);
+  holding->release(saga_stream, 1);
+  ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 3); }));
+  first->stop();
+  first.reset();
+
+  auto records = sync::read_stream(*store, saga_stream).events;
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].type, "saga_event_received");
+  EXPECT_EQ(records[1].type, "saga_step_answered");
+  ASSERT_EQ(records[2].type, "saga_inputs_received");
+  auto batch = boost::json::parse(records[2].data).as_object().at("inputs").as_array();
+  ASSERT_EQ(batch.size(), 3u);
+  for (const auto& in : batch)
+    EXPECT_EQ(in.as_object().at("kind").as_string(), "saga_step_answered");
+
+  // A new host replays all three records: the complete and clear-basket
+  // steps in flight go out again (2), then settling (3 commits, 1 capture).
+  // Had it missed the combined record, it would re-send the reservations
+  // and the authorisation too.
+  saga_host<order_fulfilment> second(*n, store, host_options());
+  second.start();
+  ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
+  EXPECT_EQ(second.stats().recovered, 1);
+  EXPECT_EQ(second.stats().commands_sent, 6);
+  EXPECT_EQ(count_types("order-batched")["order_completed"], 1);
+  for (auto id : {"book-b1", "book-b2", "book-b3"}) {
+    auto types = count_types(id);
+    EXPECT_EQ(types["stock_reserved"], 1) << id;
+    EXPECT_EQ(types["stock_committed"], 1) << id;
+  }
+  EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
+  EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+  second.stop();
+}
+
+TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
+  for (auto id : {"b1", "b2", "b3"}) create_book(id, 10);
+  open_account("u1", 1'000'000);
+  const std::string saga_stream = "orderfulfilment-single";
+  auto holding = std::make_shared<holding_store>(store);
+  holding->refuse("saga_inputs_received");
+  holding->hold(saga_stream, 1);
+  saga_host<order_fulfilment> host(*n, holding, host_options());
+  host.start();
+  ASSERT_TRUE(n->execute<order>("single", place_order{"single",
+                                                      "u1",
+                                                      {{"b1", 1, 500}, {"b2", 1, 500},
+                                                       {"b3", 1, 500}},
+                                                      1})
+                  .ok());
+  ASSERT_TRUE(eventually([&] {
+    return holding->holding(saga_stream, 1) && host.stats().inputs_queued == 4;
+  })) << host.stats().inputs_queued << " inputs queued";
+  holding->release(saga_stream, 1);
+  ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }));
+  EXPECT_EQ(host.stats().dead_letters, 0);
+  EXPECT_EQ(last_type("order-single"), "order_completed");
+  auto inputs = count_types(saga_stream);
+  EXPECT_EQ(inputs["saga_inputs_received"], 0);
+  EXPECT_EQ(inputs["saga_step_answered"], 10)
+      << "3 reservations, the authorisation, complete, clear-basket, 3 commits, the capture";
+  host.stop();
 }
 
 TEST_F(SagaTest, ARatingWaitsOutOfMemoryForItsFeedbacksDeletion) {

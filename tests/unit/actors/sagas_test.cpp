@@ -28,52 +28,59 @@ saga_spec<order_fulfilment> fulfilment(std::string_view upto) {
   saga_spec<order_fulfilment> spec;
   spec.when(placed);
   if (upto == "reserving") return spec;
-  spec.accept("reserve:b1").accept("reserve:b2");
-  if (upto == "clearing_basket") return spec;
-  spec.accept("clear-basket");
-  if (upto == "authorising") return spec;
-  spec.accept("authorise");
+  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise");
   if (upto == "completing") return spec;
-  spec.accept("complete");
+  spec.accept("clear-basket").accept("complete");
   return spec;  // settling
 }
 
-TEST(OrderFulfilment, PlacingReservesEveryBookAtOnce) {
+TEST(OrderFulfilment, PlacingReservesEveryBookAndAuthorisesThePaymentAtOnce) {
   auto spec = fulfilment("reserving");
-  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2"}));
+  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2", "authorise"}));
   EXPECT_EQ(*spec.sent_command<book>("reserve:b1"), as<book>(reserve_stock{"b1", "o1", 2}));
   EXPECT_EQ(*spec.sent_command<book>("reserve:b2"), as<book>(reserve_stock{"b2", "o1", 1}));
   EXPECT_EQ(spec.sent_step("reserve:b1")->stream_id, "book-b1");
-  EXPECT_EQ(spec.status(), "reserving");
-}
-
-TEST(OrderFulfilment, ClearsTheBasketOnceEveryBookIsReserved) {
-  saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1");
-  EXPECT_TRUE(spec.sent().empty()) << "b2 is not reserved yet";
-  spec.accept("reserve:b2");
-  EXPECT_EQ(spec.sent_steps(), steps{"clear-basket"});
-  EXPECT_EQ(*spec.sent_command<basket>("clear-basket"), as<basket>(delete_basket{"u1"}));
-  EXPECT_EQ(spec.status(), "clearing_basket");
-}
-
-TEST(OrderFulfilment, AuthorisesTheTotalAfterTheBasket) {
-  auto spec = fulfilment("authorising");
   EXPECT_EQ(*spec.sent_command<finance_account>("authorise"),
             as<finance_account>(authorise_payment{"u1", "o1", 2500}));
   EXPECT_EQ(spec.sent_step("authorise")->stream_id, "finance-u1");
+  EXPECT_EQ(spec.status(), "reserving");
+}
+
+TEST(OrderFulfilment, CompletesAndClearsTheBasketOnceStockAndPaymentAreSecured) {
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("authorise");
+  EXPECT_TRUE(spec.sent().empty()) << "b2 is not reserved yet";
+  spec.accept("reserve:b2");
+  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
+  EXPECT_EQ(*spec.sent_command<order>("complete"), as<order>(complete_order{"o1", spec.now_ms()}));
+  EXPECT_EQ(*spec.sent_command<basket>("clear-basket"), as<basket>(delete_basket{"u1"}));
+  EXPECT_EQ(spec.status(), "completing");
+}
+
+TEST(OrderFulfilment, WaitsForThePaymentAfterTheLastReservation) {
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
+  EXPECT_TRUE(spec.sent().empty()) << "the payment is not authorised yet";
+  spec.accept("authorise");
+  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
 }
 
 TEST(OrderFulfilment, AMissingBasketDoesNotStopTheOrder) {
-  auto spec = fulfilment("clearing_basket");
+  auto spec = fulfilment("completing");
   spec.reject("clear-basket", "not_found");
-  EXPECT_EQ(spec.sent_steps(), steps{"authorise"});
+  EXPECT_TRUE(spec.sent().empty());
+  spec.accept("complete");
+  EXPECT_EQ(spec.sent_steps(), (steps{"commit:b1", "commit:b2", "capture"}));
 }
 
-TEST(OrderFulfilment, CompletesTheOrderOnceThePaymentIsAuthorised) {
+TEST(OrderFulfilment, TheBasketsAnswerMayComeLastAndEndsTheSaga) {
   auto spec = fulfilment("completing");
-  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
-  EXPECT_EQ(*spec.sent_command<order>("complete"), as<order>(complete_order{"o1", spec.now_ms()}));
+  spec.accept("complete").accept("commit:b1").accept("commit:b2").accept("capture");
+  EXPECT_FALSE(spec.finished()) << "the basket's clearing is still in flight";
+  EXPECT_EQ(spec.status(), "settling");
+  spec.accept("clear-basket");
+  EXPECT_TRUE(spec.finished());
+  EXPECT_EQ(spec.status(), "completed");
 }
 
 TEST(OrderFulfilment, SettlesStockAndPaymentThenEndsCompleted) {
@@ -89,13 +96,18 @@ TEST(OrderFulfilment, SettlesStockAndPaymentThenEndsCompleted) {
   EXPECT_EQ(spec.status(), "completed");
 }
 
-TEST(OrderFulfilment, OutOfStockReleasesWhatWasReservedAndCancelsWithTheReason) {
+TEST(OrderFulfilment, OutOfStockReleasesWhatWasReservedVoidsThePaymentAndCancels) {
   saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1").reject("reserve:b2", "insufficient_stock", "only 0");
-  EXPECT_EQ(spec.sent_steps(), steps{"release:b1"});
+  spec.when(placed).accept("reserve:b1").accept("authorise");
+  spec.reject("reserve:b2", "insufficient_stock", "only 0");
+  EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "void"}));
   EXPECT_EQ(*spec.sent_command<book>("release:b1"), as<book>(release_stock{"b1", "o1"}));
+  EXPECT_EQ(*spec.sent_command<finance_account>("void"),
+            as<finance_account>(void_payment{"u1", "o1"}));
   EXPECT_EQ(spec.status(), "compensating");
   spec.accept("release:b1");
+  EXPECT_TRUE(spec.sent().empty()) << "the void is in flight";
+  spec.accept("void");
   ASSERT_EQ(spec.sent_steps(), steps{"cancel"});
   const auto* cancel = spec.sent_command<order>("cancel");
   const auto& reason = std::get<cancel_order>(*cancel).reason;
@@ -106,18 +118,23 @@ TEST(OrderFulfilment, OutOfStockReleasesWhatWasReservedAndCancelsWithTheReason) 
   EXPECT_EQ(spec.status(), "cancelled");
 }
 
-TEST(OrderFulfilment, AReservationLandingAfterTheDecisionToCompensateIsReleasedToo) {
+TEST(OrderFulfilment, AReservationOrPaymentLandingAfterTheDecisionToCompensateIsUndoneToo) {
   saga_spec<order_fulfilment> spec;
   spec.when(placed).reject("reserve:b1", "not_found");
-  EXPECT_TRUE(spec.sent().empty()) << "b2 is still being reserved";
+  EXPECT_TRUE(spec.sent().empty()) << "b2 and the payment are still in flight";
   spec.accept("reserve:b2");
   EXPECT_EQ(spec.sent_steps(), steps{"release:b2"});
+  spec.accept("authorise");
+  EXPECT_EQ(spec.sent_steps(), steps{"void"});
   spec.accept("release:b2");
+  EXPECT_TRUE(spec.sent().empty());
+  spec.accept("void");
   EXPECT_EQ(spec.sent_steps(), steps{"cancel"});
 }
 
 TEST(OrderFulfilment, ARefusedPaymentReleasesTheStockWithoutVoiding) {
-  auto spec = fulfilment("authorising");
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
   spec.reject("authorise", "credit_limit_exceeded", "limit 1000");
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2"}));
   spec.accept("release:b1").accept("release:b2");
@@ -126,7 +143,8 @@ TEST(OrderFulfilment, ARefusedPaymentReleasesTheStockWithoutVoiding) {
 }
 
 TEST(OrderFulfilment, APaymentThatNeverAnswersIsVoidedAndDeadLettered) {
-  auto spec = fulfilment("authorising");
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
   spec.advance(30s).advance(200ms);  // attempt 2
   EXPECT_EQ(spec.sent_step("authorise")->attempt, 2);
   spec.advance(30s).advance(400ms);  // attempt 3
@@ -144,11 +162,11 @@ TEST(OrderFulfilment, APaymentThatNeverAnswersIsVoidedAndDeadLettered) {
 TEST(OrderFulfilment, AReservationGivenUpIsReleasedInCaseItLanded) {
   saga_spec<order_fulfilment> spec(
       {.step_timeout_ms = 1000, .max_attempts = 2, .retry_backoff_ms = 10});
-  spec.when(placed).accept("reserve:b1").fail("reserve:b2").advance(10ms);
+  spec.when(placed).accept("reserve:b1").accept("authorise").fail("reserve:b2").advance(10ms);
   EXPECT_EQ(spec.sent_step("reserve:b2")->attempt, 2);
   EXPECT_EQ(spec.sent_step("reserve:b2")->command_id, "orderfulfilment/o1/reserve:b2/2");
   spec.fail("reserve:b2");
-  EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2"}));
+  EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2", "void"}));
   EXPECT_EQ(spec.dead_letters().size(), 1u);
 }
 
@@ -157,6 +175,8 @@ TEST(OrderFulfilment, AnOrderThatRefusesCompletionWasCancelledElsewhere) {
   spec.reject("complete", "invalid_status", "the order is cancelled");
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2", "void"}));
   spec.accept("release:b1").accept("release:b2").accept("void");
+  EXPECT_FALSE(spec.finished()) << "the basket's clearing is still in flight";
+  spec.accept("clear-basket");
   EXPECT_TRUE(spec.sent().empty()) << "the order is cancelled already";
   EXPECT_TRUE(spec.finished());
   EXPECT_EQ(spec.status(), "cancelled");
@@ -165,8 +185,8 @@ TEST(OrderFulfilment, AnOrderThatRefusesCompletionWasCancelledElsewhere) {
 TEST(OrderFulfilment, CompletionGivenUpIsSettledByCancellingFirst) {
   saga_spec<order_fulfilment> spec(
       {.step_timeout_ms = 1000, .max_attempts = 1, .retry_backoff_ms = 10});
-  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("clear-basket");
-  spec.accept("authorise").advance(1s);
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("authorise");
+  spec.accept("clear-basket").advance(1s);
   EXPECT_EQ(spec.sent_steps(), steps{"cancel-unconfirmed"});
   EXPECT_EQ(spec.status(), "verifying");
 
@@ -190,8 +210,8 @@ TEST(OrderFulfilment, CompletionGivenUpIsSettledByCancellingFirst) {
 TEST(OrderFulfilment, ACancelGivenUpEndsFailedNotCancelled) {
   saga_spec<order_fulfilment> spec(
       {.step_timeout_ms = 1000, .max_attempts = 1, .retry_backoff_ms = 10});
-  spec.when(placed).accept("reserve:b1").reject("reserve:b2", "insufficient_stock");
-  spec.accept("release:b1");
+  spec.when(placed).accept("reserve:b1").reject("authorise", "credit_limit_exceeded");
+  spec.accept("release:b1").reject("reserve:b2", "insufficient_stock");
   ASSERT_EQ(spec.sent_steps(), steps{"cancel"});
   spec.fail("cancel");
   EXPECT_TRUE(spec.finished());
@@ -205,7 +225,7 @@ TEST(OrderFulfilment, CancelledByTheBuyerMidwayUndoesWithoutCancellingAgain) {
   spec.when(order_cancelled{"o1", "u1", "changed my mind", 5});
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2", "void"}));
   spec.reject("complete", "invalid_status");
-  spec.accept("release:b1").accept("release:b2").accept("void");
+  spec.accept("release:b1").accept("release:b2").accept("void").accept("clear-basket");
   EXPECT_TRUE(spec.finished());
   EXPECT_EQ(spec.status(), "cancelled");
   EXPECT_NE(spec.state().cancel_reason.find("changed my mind"), std::string::npos);
@@ -214,6 +234,7 @@ TEST(OrderFulfilment, CancelledByTheBuyerMidwayUndoesWithoutCancellingAgain) {
 TEST(OrderFulfilment, OurOwnCancellationEventChangesNothing) {
   saga_spec<order_fulfilment> spec;
   spec.when(placed).reject("reserve:b1", "not_found").reject("reserve:b2", "not_found");
+  spec.reject("authorise", "credit_limit_exceeded");
   EXPECT_EQ(spec.sent_steps(), steps{"cancel"});
   spec.when(order_cancelled{"o1", "u1", "book b1: not_found", 5});
   EXPECT_TRUE(spec.sent().empty());
@@ -236,10 +257,10 @@ TEST(OrderFulfilment, AStepWithoutAnAnswerIsSentAgainAfterItsTimeout) {
   spec.when(placed).advance(29s);
   EXPECT_TRUE(spec.sent().empty());
   spec.advance(1s).advance(200ms);
-  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2"}));
+  EXPECT_EQ(spec.sent_steps(), (steps{"authorise", "reserve:b1", "reserve:b2"}));
   EXPECT_EQ(spec.sent_step("reserve:b1")->attempt, 2);
-  spec.accept("reserve:b1").accept("reserve:b2");
-  EXPECT_EQ(spec.sent_steps(), steps{"clear-basket"});
+  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise");
+  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
 }
 
 // ---- rating -------------------------------------------------------------------
