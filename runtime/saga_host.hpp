@@ -7,8 +7,10 @@
 //     instance's own stream `<saga>-<correlation>` BEFORE it is applied
 //     (write-ahead); then the machine runs and its sends go to the node
 //     (node::submit, deterministic command ids); answers come back as inputs.
-//     Inputs that queue while an instance's append is in flight (the answers
-//     of parallel steps, under load) go in its next append as one record.
+//     Inputs that queue while an instance's append is in flight go in its
+//     next append as one record; an accepted answer that leads to nothing
+//     outside the instance (one of several parallel steps answered) is
+//     applied at once and stored with the next input that does (defer()).
 //   registry (troupe_sagas) and dead letters are written in batches; an
 //   event is acknowledged only after its input is stored and the instance
 //   registered, so a crash never loses an instance.
@@ -35,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <queue>
 #include <set>
 #include <stdexcept>
@@ -94,6 +97,7 @@ struct saga_host_stats {
   std::int64_t registry_rows = 0;  // troupe_sagas rows written (see flush())
   std::int64_t inputs_queued = 0;  // waiting in instances' inboxes: the host's backlog
   std::int64_t input_records = 0;  // appends of inputs (each one record, of 1 or more inputs)
+  std::int64_t deferred = 0;       // answers stored in a later input's record: see defer()
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
@@ -206,6 +210,7 @@ class saga_host {
     s.registry_rows = registry_rows_.load();
     s.inputs_queued = inputs_queued_.load();
     s.input_records = input_records_.load();
+    s.deferred = deferred_.load();
     std::lock_guard lock(stats_mutex_);
     s.live_instances = live_;
     s.live_by_status = live_by_status_;
@@ -298,6 +303,8 @@ class saga_host {
     bool read_first = false;   // that guess failed once: read from now on
     std::size_t appending = 0;  // inputs at the inbox's front in the append in flight
     bool one_at_a_time = false;  // the store refused a record of several: see on_appended
+    std::vector<input> unrecorded;  // applied, stored with the next record: see defer()
+    std::optional<saga_machine<S>> recorded;  // the machine before them (its stream's state)
   };
 
   /// At most this many inputs in one record.
@@ -522,6 +529,7 @@ class saga_host {
         pop_input(inst);
         continue;
       }
+      if (defer(inst)) continue;
       auto count = record_size(inst);
       append_request r;
       r.stream_id = stream_of(correlation);
@@ -530,7 +538,11 @@ class saga_host {
       r.metadata.command_id = new_uuid();
       r.metadata.correlation_id = correlation;
       if (in.event) r.metadata.causation_id = in.event->raw.event_id;
-      r.events.push_back(encode(inst.inbox, count));
+      std::vector<const input*> record;
+      record.reserve(inst.unrecorded.size() + count);
+      for (const auto& u : inst.unrecorded) record.push_back(&u);
+      for (std::size_t i = 0; i < count; ++i) record.push_back(&inst.inbox[i]);
+      r.events.push_back(encode(record));
       inst.state = instance::phase::appending;
       inst.appending = count;
       input_records_.fetch_add(1, std::memory_order_relaxed);
@@ -565,6 +577,52 @@ class saga_host {
     return n;
   }
 
+  /// An accepted answer at the inbox's front that sends nothing, gives up
+  /// nothing and leaves other steps in flight (one of several parallel
+  /// steps answered) changes nothing outside the instance: it
+  /// is applied at once and stored with the next input that does change
+  /// something, in that input's record, instead of in one of its own (the
+  /// fulfilment saga's first answer of each of its three rounds).
+  /// Lost in a crash before that record, it was never stored: the restarted
+  /// instance still has its step in flight and sends it again with the same
+  /// command id, which the aggregate answers as before - accepted (a
+  /// duplicate, or a no-op by the command's domain key). A refusal is not
+  /// deferred: an aggregate need not refuse twice.
+  bool defer(instance& inst) {
+    const auto& in = inst.inbox.front();
+    if (in.what != input::kind::answer || inst.one_at_a_time ||
+        inst.unrecorded.size() >= max_inputs_per_record ||
+        (in.result.status != command_status::accepted &&
+         in.result.status != command_status::duplicate))
+      return false;
+    auto trial = inst.machine;
+    auto out = trial.on_reply(in.step, in.attempt, in.result, in.at);
+    // With no step left in flight, nothing may come to carry it into a
+    // record soon (a rating waits for a deletion that may never come).
+    if (!out.sends.empty() || !out.dead_letters.empty() || out.finished_now ||
+        trial.pending_steps() == 0)
+      return false;
+    if (inst.unrecorded.empty()) inst.recorded = std::move(inst.machine);
+    inst.machine = std::move(trial);
+    inputs_.fetch_add(1);
+    deferred_.fetch_add(1, std::memory_order_relaxed);
+    inst.unrecorded.push_back(pop_input(inst));
+    return true;
+  }
+
+  /// Deferred inputs go back to the inbox's front, to be applied again to
+  /// the machine as its stream has it (restored, or read again).
+  void requeue_unrecorded(instance& inst) {
+    if (inst.recorded) inst.machine = std::move(*inst.recorded);
+    inst.recorded.reset();
+    for (auto it = inst.unrecorded.rbegin(); it != inst.unrecorded.rend(); ++it) {
+      inst.inbox.push_front(std::move(*it));
+      inputs_queued_.fetch_add(1, std::memory_order_relaxed);
+      inputs_.fetch_sub(1);
+    }
+    inst.unrecorded.clear();
+  }
+
   /// The inbox's front input, done with: stored, skipped or dead-lettered.
   input pop_input(instance& inst) {
     auto in = std::move(inst.inbox.front());
@@ -593,26 +651,29 @@ class saga_host {
       auto due = inst.machine.next_wakeup();
       return !due || *due > in.at;
     }
+    // An answer to a step no longer in flight (settled by an earlier
+    // attempt, or sent again after a restart) changes nothing.
+    if (in.what == input::kind::answer) return !inst.machine.pending(in.step);
     return false;
   }
 
-  /// The first `count` inputs of `inbox` as one stored record: a single
-  /// input as `saga_event_received`, `saga_step_answered` or
-  /// `saga_clock_ticked`; several as `saga_inputs_received`, whose `inputs`
-  /// array holds each one's fields and its `kind` (one of those three).
-  static new_event encode(const std::deque<input>& inbox, std::size_t count) {
+  /// Inputs as one stored record: a single input as `saga_event_received`,
+  /// `saga_step_answered` or `saga_clock_ticked`; several as
+  /// `saga_inputs_received`, whose `inputs` array holds each one's fields
+  /// and its `kind` (one of those three), in the order they were applied.
+  static new_event encode(const std::vector<const input*>& record) {
     new_event e;
     e.event_id = new_uuid();
-    if (count == 1) {
-      auto [type, o] = to_json(inbox.front());
+    if (record.size() == 1) {
+      auto [type, o] = to_json(*record.front());
       e.type = type;
       e.data = boost::json::serialize(o);
       return e;
     }
     boost::json::array inputs;
-    inputs.reserve(count);
-    for (std::size_t i = 0; i < count; ++i) {
-      auto [type, o] = to_json(inbox[i]);
+    inputs.reserve(record.size());
+    for (const auto* in : record) {
+      auto [type, o] = to_json(*in);
       o["kind"] = type;
       inputs.push_back(std::move(o));
     }
@@ -768,6 +829,7 @@ class saga_host {
     inst.state = instance::phase::idle;
     auto count = std::exchange(inst.appending, 0);
     if (r.error == store_errc::version_conflict) {
+      requeue_unrecorded(inst);
       if (inst.assumed_new) {
         wrong_new_guesses_.fetch_add(1);
       } else {
@@ -780,11 +842,13 @@ class saga_host {
       pump(inst);
       return;
     }
-    if (r.error == store_errc::invalid_input && count > 1) {
+    if (r.error == store_errc::invalid_input && (count > 1 || !inst.unrecorded.empty())) {
       // One of them is too much for the store (or all of them together):
       // store them one by one until one is stored, so that only the input
-      // the store refuses on its own is dead-lettered.
+      // the store refuses on its own is dead-lettered. Deferred ones were
+      // applied already: they are taken back and come first.
       inst.one_at_a_time = true;
+      requeue_unrecorded(inst);
       pump(inst);
       return;
     }
@@ -817,6 +881,8 @@ class saga_host {
     inst.version = r.last_version.value;
     inst.assumed_new = false;
     inst.one_at_a_time = false;
+    inst.unrecorded.clear();  // applied when they came
+    inst.recorded.reset();
     for (std::size_t i = 0; i < count && !inst.inbox.empty(); ++i) {
       auto in = pop_input(inst);
       if (in.what == input::kind::tick) {
@@ -887,8 +953,8 @@ class saga_host {
       auto found = instances_.find(*it);
       if (found == instances_.end()) {
         it = quiet_.erase(it);
-      } else if (found->second.inbox.empty() && found->second.state == instance::phase::idle &&
-                 !dirty_.contains(*it) &&
+      } else if (found->second.inbox.empty() && found->second.unrecorded.empty() &&
+                 found->second.state == instance::phase::idle && !dirty_.contains(*it) &&
                  (found->second.machine.finished() || !found->second.machine.next_wakeup())) {
         instances_.erase(found);
         it = quiet_.erase(it);
@@ -1019,7 +1085,7 @@ class saga_host {
 
   std::atomic<std::int64_t> started_{0}, finished_{0}, inputs_{0}, timeouts_{0}, dead_letters_{0},
       commands_sent_{0}, recovered_{0}, wrong_new_guesses_{0}, deliveries_{0}, registry_rows_{0},
-      inputs_queued_{0}, input_records_{0};
+      inputs_queued_{0}, input_records_{0}, deferred_{0};
   mutable std::mutex stats_mutex_;
   std::int64_t live_ = 0;
   std::map<std::string, std::int64_t> live_by_status_;

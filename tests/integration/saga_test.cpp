@@ -473,53 +473,49 @@ TEST_F(SagaTest, ATimeoutThatFellDueWhileTheNodeWasDownFiresOnceOnRecovery) {
   EXPECT_EQ(count_types("book-b1")["stock_reserved"], 1);
 }
 
-TEST_F(SagaTest, AnswersQueuedDuringAnAppendAreStoredAsOneRecordAndReplayedAsSuch) {
+TEST_F(SagaTest, AnswersThatChangeNothingOutsideAreStoredWithTheNextThatDoes) {
   for (auto id : {"b1", "b2", "b3"}) create_book(id, 10);
   open_account("u1", 1'000'000);
-  const std::string saga_stream = "orderfulfilment-batched";
+  const std::string saga_stream = "orderfulfilment-deferred";
   auto holding = std::make_shared<holding_store>(store);
-  // The first answer's record (after the order's event, version 1) waits,
-  // so the other answers of the four parallel steps queue behind it.
+  // After the order's event (version 1): the record of the first round's
+  // answers, and the one of the second round's (version 2), which waits
+  // for ever: the host is stopped there, as if the node died.
   holding->hold(saga_stream, 1);
+  holding->hold(saga_stream, 2);
   auto first = std::make_unique<saga_host<order_fulfilment>>(*n, holding, host_options());
   first->start();
-  ASSERT_TRUE(n->execute<order>("batched", place_order{"batched",
-                                                       "u1",
-                                                       {{"b1", 1, 500}, {"b2", 1, 500},
-                                                        {"b3", 1, 500}},
-                                                       1})
+  ASSERT_TRUE(n->execute<order>("deferred", place_order{"deferred",
+                                                        "u1",
+                                                        {{"b1", 1, 500}, {"b2", 1, 500},
+                                                         {"b3", 1, 500}},
+                                                        1})
                   .ok());
-  ASSERT_TRUE(eventually([&] {
-    return holding->holding(saga_stream, 1) && first->stats().inputs_queued == 4;
-  })) << first->stats().inputs_queued << " inputs queued";
-  // The record after the three queued ones (the completion's answer) waits
-  // for ever: the host is stopped there, as if the node died.
-  holding->hold(saga_stream, 3);
+  ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 1); }));
+  EXPECT_EQ(first->stats().deferred, 3) << "three of the four parallel answers sent nothing";
   holding->release(saga_stream, 1);
-  ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 3); }));
+  ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 2); }));
   first->stop();
   first.reset();
 
   auto records = sync::read_stream(*store, saga_stream).events;
-  ASSERT_EQ(records.size(), 3u);
+  ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[0].type, "saga_event_received");
-  EXPECT_EQ(records[1].type, "saga_step_answered");
-  ASSERT_EQ(records[2].type, "saga_inputs_received");
-  auto batch = boost::json::parse(records[2].data).as_object().at("inputs").as_array();
-  ASSERT_EQ(batch.size(), 3u);
+  ASSERT_EQ(records[1].type, "saga_inputs_received");
+  auto batch = boost::json::parse(records[1].data).as_object().at("inputs").as_array();
+  ASSERT_EQ(batch.size(), 4u);
   for (const auto& in : batch)
     EXPECT_EQ(in.as_object().at("kind").as_string(), "saga_step_answered");
 
-  // A new host replays all three records: the complete and clear-basket
-  // steps in flight go out again (2), then settling (3 commits, 1 capture).
-  // Had it missed the combined record, it would re-send the reservations
-  // and the authorisation too.
+  // A new host replays both records: the complete and clear-basket steps
+  // in flight go out again (2), then settling (3 commits, 1 capture). Had
+  // it missed the combined record, it would re-send the first round too.
   saga_host<order_fulfilment> second(*n, store, host_options());
   second.start();
   ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
   EXPECT_EQ(second.stats().recovered, 1);
   EXPECT_EQ(second.stats().commands_sent, 6);
-  EXPECT_EQ(count_types("order-batched")["order_completed"], 1);
+  EXPECT_EQ(count_types("order-deferred")["order_completed"], 1);
   for (auto id : {"book-b1", "book-b2", "book-b3"}) {
     auto types = count_types(id);
     EXPECT_EQ(types["stock_reserved"], 1) << id;
@@ -530,17 +526,54 @@ TEST_F(SagaTest, AnswersQueuedDuringAnAppendAreStoredAsOneRecordAndReplayedAsSuc
   second.stop();
 }
 
-TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
+TEST_F(SagaTest, DeferredAnswersLostInACrashAreAskedForAgainAndApplyOnce) {
   for (auto id : {"b1", "b2", "b3"}) create_book(id, 10);
   open_account("u1", 1'000'000);
-  const std::string saga_stream = "orderfulfilment-single";
+  const std::string saga_stream = "orderfulfilment-lost";
   auto holding = std::make_shared<holding_store>(store);
-  holding->refuse("saga_inputs_received");
+  holding->hold(saga_stream, 1);  // the first round's record never lands
+  auto first = std::make_unique<saga_host<order_fulfilment>>(*n, holding, host_options());
+  first->start();
+  ASSERT_TRUE(n->execute<order>("lost", place_order{"lost",
+                                                    "u1",
+                                                    {{"b1", 1, 500}, {"b2", 1, 500},
+                                                     {"b3", 1, 500}},
+                                                    1})
+                  .ok());
+  ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 1); }));
+  first->stop();
+  first.reset();
+  ASSERT_EQ(sync::read_stream(*store, saga_stream).events.size(), 1u) << "only the order's event";
+
+  // The four steps are in flight again: their commands go out with the
+  // same ids, and the aggregates answer without acting twice.
+  saga_host<order_fulfilment> second(*n, store, host_options());
+  second.start();
+  ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
+  EXPECT_EQ(second.stats().commands_sent, 10);
+  EXPECT_EQ(count_types("order-lost")["order_completed"], 1);
+  for (auto id : {"book-b1", "book-b2", "book-b3"}) {
+    auto types = count_types(id);
+    EXPECT_EQ(types["stock_reserved"], 1) << id;
+    EXPECT_EQ(types["stock_committed"], 1) << id;
+  }
+  EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
+  EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+  second.stop();
+}
+
+TEST_F(SagaTest, InputsQueuedDuringAnAppendAreStoredAsOneRecord) {
+  // Every step of the first round is refused (no stock, no account), and
+  // refusals are never deferred: the first one's record waits, the other
+  // three queue behind it.
+  for (auto id : {"b1", "b2", "b3"}) create_book(id, 0);
+  const std::string saga_stream = "orderfulfilment-queued";
+  auto holding = std::make_shared<holding_store>(store);
   holding->hold(saga_stream, 1);
   saga_host<order_fulfilment> host(*n, holding, host_options());
   host.start();
-  ASSERT_TRUE(n->execute<order>("single", place_order{"single",
-                                                      "u1",
+  ASSERT_TRUE(n->execute<order>("queued", place_order{"queued",
+                                                      "nobody",
                                                       {{"b1", 1, 500}, {"b2", 1, 500},
                                                        {"b3", 1, 500}},
                                                       1})
@@ -550,12 +583,37 @@ TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
   })) << host.stats().inputs_queued << " inputs queued";
   holding->release(saga_stream, 1);
   ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }));
+  EXPECT_EQ(last_type("order-queued"), "order_cancelled");
+  auto records = sync::read_stream(*store, saga_stream).events;
+  ASSERT_GE(records.size(), 3u);
+  EXPECT_EQ(records[1].type, "saga_step_answered");
+  ASSERT_EQ(records[2].type, "saga_inputs_received");
+  EXPECT_EQ(boost::json::parse(records[2].data).as_object().at("inputs").as_array().size(), 3u);
+  host.stop();
+}
+
+TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
+  for (auto id : {"b1", "b2", "b3"}) create_book(id, 10);
+  open_account("u1", 1'000'000);
+  const std::string saga_stream = "orderfulfilment-single";
+  auto holding = std::make_shared<holding_store>(store);
+  holding->refuse("saga_inputs_received");
+  saga_host<order_fulfilment> host(*n, holding, host_options());
+  host.start();
+  ASSERT_TRUE(n->execute<order>("single", place_order{"single",
+                                                      "u1",
+                                                      {{"b1", 1, 500}, {"b2", 1, 500},
+                                                       {"b3", 1, 500}},
+                                                      1})
+                  .ok());
+  ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }));
   EXPECT_EQ(host.stats().dead_letters, 0);
   EXPECT_EQ(last_type("order-single"), "order_completed");
   auto inputs = count_types(saga_stream);
   EXPECT_EQ(inputs["saga_inputs_received"], 0);
   EXPECT_EQ(inputs["saga_step_answered"], 10)
       << "3 reservations, the authorisation, complete, clear-basket, 3 commits, the capture";
+  for (auto id : {"book-b1", "book-b2", "book-b3"}) EXPECT_EQ(count_types(id)["stock_reserved"], 1);
   host.stop();
 }
 
