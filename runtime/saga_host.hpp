@@ -785,6 +785,7 @@ class saga_host {
 
   void on_loaded(const std::string& correlation, read_result r) {
     auto& inst = get(correlation);
+    requeue_unrecorded(inst);  // none today: every path to a read takes them back first
     if (r.error != store_errc::ok) {
       log_->warn("saga {} {}: cannot load ({}); retrying", S::name, correlation, r.message);
       inst.state = instance::phase::unloaded;

@@ -306,6 +306,9 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     sample("troupe_saga_live_instances", l, st.live_instances);
     sample("troupe_saga_dead_letters_total", l, st.dead_letters);
     sample("troupe_saga_wrong_new_guesses_total", l, st.wrong_new_guesses);
+    sample("troupe_saga_input_records_total", l, st.input_records);
+    sample("troupe_saga_deferred_answers_total", l, st.deferred);
+    sample("troupe_saga_inputs_queued", l, st.inputs_queued);
     sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
   };
   if (fulfilment || rating) {
@@ -315,6 +318,11 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
     metric("troupe_saga_wrong_new_guesses_total", "counter",
            "starting events assumed new whose instance existed (one read each)");
+    metric("troupe_saga_input_records_total", "counter",
+           "records of saga inputs stored (one append each, of one input or more)");
+    metric("troupe_saga_deferred_answers_total", "counter",
+           "step answers stored in a later input's record");
+    metric("troupe_saga_inputs_queued", "gauge", "saga inputs waiting in instances' inboxes");
     metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
     if (fulfilment) saga(bookstore::order_fulfilment::name, *fulfilment);
     if (rating) saga(bookstore::rating_saga::name, *rating);
