@@ -111,6 +111,28 @@ class SagaTest : public ::testing::Test {
     auto events = sync::read_stream(*store, stream_id).events;
     return events.empty() ? "" : events.back().type;
   }
+
+  /// An order of one copy each of b1, b2 and b3: four parallel steps in the
+  /// fulfilment's first round (three reservations and the payment).
+  void place_three_book_order(const std::string& order_id, const std::string& buyer) {
+    auto placed = n->execute<order>(
+        order_id,
+        place_order{order_id, buyer, {{"b1", 1, 500}, {"b2", 1, 500}, {"b3", 1, 500}}, 1});
+    ASSERT_TRUE(placed.ok()) << placed.reason.message;
+  }
+
+  /// The three-book order completed, and every effect of its fulfilment
+  /// happened exactly once.
+  void expect_fulfilled_once(const std::string& order_id) {
+    EXPECT_EQ(count_types("order-" + order_id)["order_completed"], 1);
+    for (auto id : {"book-b1", "book-b2", "book-b3"}) {
+      auto types = count_types(id);
+      EXPECT_EQ(types["stock_reserved"], 1) << id;
+      EXPECT_EQ(types["stock_committed"], 1) << id;
+    }
+    EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
+    EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+  }
 };
 
 /// Passes everything to the store underneath, except appends to a stream
@@ -485,12 +507,7 @@ TEST_F(SagaTest, AnswersThatChangeNothingOutsideAreStoredWithTheNextThatDoes) {
   holding->hold(saga_stream, 2);
   auto first = std::make_unique<saga_host<order_fulfilment>>(*n, holding, host_options());
   first->start();
-  ASSERT_TRUE(n->execute<order>("deferred", place_order{"deferred",
-                                                        "u1",
-                                                        {{"b1", 1, 500}, {"b2", 1, 500},
-                                                         {"b3", 1, 500}},
-                                                        1})
-                  .ok());
+  place_three_book_order("deferred", "u1");
   ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 1); }));
   EXPECT_EQ(first->stats().deferred, 3) << "three of the four parallel answers sent nothing";
   holding->release(saga_stream, 1);
@@ -515,14 +532,7 @@ TEST_F(SagaTest, AnswersThatChangeNothingOutsideAreStoredWithTheNextThatDoes) {
   ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
   EXPECT_EQ(second.stats().recovered, 1);
   EXPECT_EQ(second.stats().commands_sent, 6);
-  EXPECT_EQ(count_types("order-deferred")["order_completed"], 1);
-  for (auto id : {"book-b1", "book-b2", "book-b3"}) {
-    auto types = count_types(id);
-    EXPECT_EQ(types["stock_reserved"], 1) << id;
-    EXPECT_EQ(types["stock_committed"], 1) << id;
-  }
-  EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
-  EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+  expect_fulfilled_once("deferred");
   second.stop();
 }
 
@@ -534,12 +544,7 @@ TEST_F(SagaTest, DeferredAnswersLostInACrashAreAskedForAgainAndApplyOnce) {
   holding->hold(saga_stream, 1);  // the first round's record never lands
   auto first = std::make_unique<saga_host<order_fulfilment>>(*n, holding, host_options());
   first->start();
-  ASSERT_TRUE(n->execute<order>("lost", place_order{"lost",
-                                                    "u1",
-                                                    {{"b1", 1, 500}, {"b2", 1, 500},
-                                                     {"b3", 1, 500}},
-                                                    1})
-                  .ok());
+  place_three_book_order("lost", "u1");
   ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 1); }));
   first->stop();
   first.reset();
@@ -551,14 +556,7 @@ TEST_F(SagaTest, DeferredAnswersLostInACrashAreAskedForAgainAndApplyOnce) {
   second.start();
   ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
   EXPECT_EQ(second.stats().commands_sent, 10);
-  EXPECT_EQ(count_types("order-lost")["order_completed"], 1);
-  for (auto id : {"book-b1", "book-b2", "book-b3"}) {
-    auto types = count_types(id);
-    EXPECT_EQ(types["stock_reserved"], 1) << id;
-    EXPECT_EQ(types["stock_committed"], 1) << id;
-  }
-  EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
-  EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+  expect_fulfilled_once("lost");
   second.stop();
 }
 
@@ -572,12 +570,7 @@ TEST_F(SagaTest, InputsQueuedDuringAnAppendAreStoredAsOneRecord) {
   holding->hold(saga_stream, 1);
   saga_host<order_fulfilment> host(*n, holding, host_options());
   host.start();
-  ASSERT_TRUE(n->execute<order>("queued", place_order{"queued",
-                                                      "nobody",
-                                                      {{"b1", 1, 500}, {"b2", 1, 500},
-                                                       {"b3", 1, 500}},
-                                                      1})
-                  .ok());
+  place_three_book_order("queued", "nobody");
   ASSERT_TRUE(eventually([&] {
     return holding->holding(saga_stream, 1) && host.stats().inputs_queued == 4;
   })) << host.stats().inputs_queued << " inputs queued";
@@ -600,20 +593,14 @@ TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
   holding->refuse("saga_inputs_received");
   saga_host<order_fulfilment> host(*n, holding, host_options());
   host.start();
-  ASSERT_TRUE(n->execute<order>("single", place_order{"single",
-                                                      "u1",
-                                                      {{"b1", 1, 500}, {"b2", 1, 500},
-                                                       {"b3", 1, 500}},
-                                                      1})
-                  .ok());
+  place_three_book_order("single", "u1");
   ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }));
   EXPECT_EQ(host.stats().dead_letters, 0);
-  EXPECT_EQ(last_type("order-single"), "order_completed");
   auto inputs = count_types(saga_stream);
   EXPECT_EQ(inputs["saga_inputs_received"], 0);
   EXPECT_EQ(inputs["saga_step_answered"], 10)
       << "3 reservations, the authorisation, complete, clear-basket, 3 commits, the capture";
-  for (auto id : {"book-b1", "book-b2", "book-b3"}) EXPECT_EQ(count_types(id)["stock_reserved"], 1);
+  expect_fulfilled_once("single");
   host.stop();
 }
 
