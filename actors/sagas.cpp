@@ -30,7 +30,6 @@ void answered(fstate& s, const std::string& step) {
   s.waiting.erase(std::remove(s.waiting.begin(), s.waiting.end(), step), s.waiting.end());
 }
 
-
 std::string why(const step_result& r, const std::string& what) {
   if (r.gave_up()) return what + ": no answer (" + r.reason.code + ")";
   return what + ": " + r.reason.code +

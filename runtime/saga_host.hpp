@@ -299,10 +299,10 @@ class saga_host {
     // pending), once written: recovery needs nothing else, so a row is
     // written again only when one of the two changes (flush()).
     std::optional<std::pair<bool, bool>> registered_shape;
-    bool assumed_new = false;  // its stream was not read: see pump()
-    bool read_first = false;   // that guess failed once: read from now on
-    std::size_t appending = 0;  // inputs at the inbox's front in the append in flight
-    bool one_at_a_time = false;  // the store refused a record of several: see on_appended
+    bool assumed_new = false;       // its stream was not read: see pump()
+    bool read_first = false;        // that guess failed once: read from now on
+    std::size_t appending = 0;      // inputs at the inbox's front in the append in flight
+    bool one_at_a_time = false;     // the store refused a record of several: see on_appended
     std::vector<input> unrecorded;  // applied, stored with the next record: see defer()
     std::optional<saga_machine<S>> recorded;  // the machine before them (its stream's state)
   };
@@ -734,8 +734,7 @@ class saga_host {
     }
   }
 
-  static std::optional<input> decode_or_throw(std::string_view type,
-                                              const boost::json::object& o) {
+  static std::optional<input> decode_or_throw(std::string_view type, const boost::json::object& o) {
     input in;
     in.at = o.at("at").to_number<std::int64_t>();
     if (type == "saga_event_received") {

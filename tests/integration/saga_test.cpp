@@ -573,7 +573,8 @@ TEST_F(SagaTest, InputsQueuedDuringAnAppendAreStoredAsOneRecord) {
   place_three_book_order("queued", "nobody");
   ASSERT_TRUE(eventually([&] {
     return holding->holding(saga_stream, 1) && host.stats().inputs_queued == 4;
-  })) << host.stats().inputs_queued << " inputs queued";
+  })) << host.stats().inputs_queued
+      << " inputs queued";
   holding->release(saga_stream, 1);
   ASSERT_TRUE(eventually([&] { return host.stats().finished == 1; }));
   EXPECT_EQ(last_type("order-queued"), "order_cancelled");
