@@ -216,10 +216,8 @@ projection_definition feedbacks_projection() {
                   {"comment", e.comment},
                   {"created_at", e.created_at}});
       });
-  p.on<feedback_deleted>(
-      [feedbacks](const feedback_deleted& e, const recorded_event&, view_changes& v) {
-        v.remove(feedbacks, {e.feedback_id});
-      });
+  p.on<feedback_deleted>([feedbacks](const feedback_deleted& e, const recorded_event&,
+                                     view_changes& v) { v.remove(feedbacks, {e.feedback_id}); });
   return std::move(p).build();
 }
 
