@@ -44,6 +44,7 @@ struct commit_watch::impl {
   // case and costs a commit nothing more than this load.
   std::atomic<std::size_t> count{0};
   std::atomic<std::int64_t> refused{0};
+  std::shared_ptr<wakeup_signal> signal = std::make_shared<wakeup_signal>();
   std::unordered_map<std::string, std::vector<waiter>, string_hash, std::equal_to<>> streams;
   std::unordered_map<std::uint64_t, ticket_entry> tickets;
   std::set<std::pair<clock::time_point, std::uint64_t>> deadlines;
@@ -138,6 +139,7 @@ bool commit_watch::cancel(std::uint64_t ticket) {
 
 void commit_watch::committed(std::string_view stream_id, std::int64_t version) {
   auto& im = *impl_;
+  im.signal->notify();
   if (im.count.load() == 0) return;
   std::vector<wake_fn> woken;
   {
@@ -179,6 +181,8 @@ void commit_watch::stop() {
 }
 
 std::size_t commit_watch::waiting() const { return impl_->count.load(); }
+
+const std::shared_ptr<wakeup_signal>& commit_watch::signal() const { return impl_->signal; }
 
 std::int64_t commit_watch::refused() const {
   return impl_->refused.load(std::memory_order_relaxed);

@@ -18,6 +18,8 @@
 #include <memory>
 #include <string_view>
 
+#include "runtime/wakeup_signal.hpp"
+
 namespace troupe {
 
 enum class watch_end { committed, deadline, stopped };
@@ -46,9 +48,14 @@ class commit_watch {
   bool cancel(std::uint64_t ticket);
 
   /// A commit of `stream_id` up to `version`: wakes its waiters below it,
-  /// in one pass over that stream's waiters. Costs one atomic load when
-  /// nobody waits on the node; while anybody does, a lock and a lookup.
+  /// in one pass over that stream's waiters, and notifies signal(). Costs
+  /// three atomic operations when nobody waits on the node; while anybody
+  /// does, a lock and a lookup.
   void committed(std::string_view stream_id, std::int64_t version);
+
+  /// Notified at every commit on this node: the publisher waits on it
+  /// between rounds instead of sleeping out its poll interval.
+  const std::shared_ptr<wakeup_signal>& signal() const;
 
   /// Wakes every waiter with `stopped`; later wait() calls refuse.
   void stop();

@@ -17,6 +17,7 @@
 
 #include "persistence/sync.hpp"
 #include "runtime/src/nats_support.hpp"
+#include "runtime/wakeup_signal.hpp"
 
 namespace troupe {
 
@@ -349,6 +350,8 @@ struct event_publisher::impl {
         if (in_flight() > 0)
           wait_for_front(
               std::min(std::chrono::steady_clock::now() + options.poll_interval, front_deadline()));
+        else if (options.new_events)
+          options.new_events->wait_for(options.poll_interval);
         else
           std::this_thread::sleep_for(options.poll_interval);
         continue;
@@ -427,6 +430,9 @@ void event_publisher::stop() {
   auto& im = *impl_;
   im.stopping = true;
   im.wake();
+  // It may be waiting for new events (a spare notify only wakes the next
+  // publisher of this node once, early).
+  if (im.options.new_events) im.options.new_events->notify();
   if (im.thread.joinable()) im.thread.join();
   // Checkpoint saves still in the store call back into us; the store calls
   // every callback exactly once, so this ends (slowly if the store is slow).

@@ -26,6 +26,8 @@ class logger;
 
 namespace troupe {
 
+class wakeup_signal;
+
 struct publisher_options {
   std::string nats_url;
   std::string stream_name = "TROUPE_EVENTS";
@@ -35,6 +37,11 @@ struct publisher_options {
   std::size_t batch_size = 500;     // events read and published per round
   std::int64_t max_pending = 2000;  // unacknowledged publishes at most
   std::chrono::milliseconds poll_interval{20};
+  /// When set, a round that found nothing waits for this signal (the node's
+  /// commits: commit_watch::signal()) instead of sleeping out the poll
+  /// interval, which stays the longest wait: commits on other nodes of a
+  /// cluster, or by other processes, are still found by polling.
+  std::shared_ptr<wakeup_signal> new_events;
   std::chrono::milliseconds ack_timeout{10000};
   std::chrono::milliseconds retry_backoff{500};
   std::string source = "troupe";  // ce-source

@@ -21,6 +21,7 @@
 #include "persistence/sync.hpp"
 #include "pg_env.hpp"
 #include "runtime/uuid.hpp"
+#include "runtime/wakeup_signal.hpp"
 #include "tests/support/test_support.hpp"
 #include "troupe_process.hpp"
 
@@ -188,6 +189,28 @@ TEST(Publisher, EveryCommittedEventReachesJetStreamOnceInOrder) {
   publisher.stop();
   EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second.value, last);
   expect_exactly_once_in_order(read_stream(setup.stream), appended, setup.prefix);
+}
+
+TEST(Publisher, ACommitSignalWakesAnIdlePublisherBeforeItsPollInterval) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  auto options = setup.options();
+  options.poll_interval = std::chrono::seconds{60};  // the test's timeout is far shorter
+  options.new_events = std::make_shared<wakeup_signal>();
+  event_publisher publisher(store, options);
+  publisher.start();
+  // Let its first round find nothing, so that it waits (a round that finds
+  // the events below would pass without the signal, not fail).
+  std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  auto appended = append_events(*store, setup.run, 2, 3);
+  options.new_events->notify();  // what the node's commit_watch does per commit
+  auto last = appended.back().last_position.value;
+  EXPECT_TRUE(
+      eventually([&] { return publisher.stats().checkpoint >= last; }, std::chrono::seconds{20}))
+      << "checkpoint " << publisher.stats().checkpoint << " of " << last
+      << ": still asleep for its 60 s poll interval";
+  publisher.stop();
 }
 
 TEST(Publisher, InternalCategoriesStayOutAndEachMessageNamesThePreviousOneSent) {

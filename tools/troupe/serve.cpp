@@ -522,6 +522,8 @@ int serve(const config& cfg, const serve_options& options) {
     o.batch_size = static_cast<std::size_t>(cfg.integer("publisher.batch_size"));
     o.max_pending = cfg.integer("publisher.max_pending");
     o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
+    // This node's commits wake it between rounds; other nodes' are polled.
+    o.new_events = n.commits().signal();
     o.source = "troupe/" + n.id();
     o.internal_categories = internal_categories;
     o.log = logger("publisher");

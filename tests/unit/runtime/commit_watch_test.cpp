@@ -140,3 +140,36 @@ TEST(CommitWatch, UnderConcurrentCommitsEveryWaiterIsWokenExactlyOnce) {
 }
 
 }  // namespace
+
+// ---- the publisher's wake-up signal ---------------------------------------------
+
+TEST(WakeupSignal, ANotifyBeforeTheWaitIsNotLost) {
+  troupe::wakeup_signal signal;
+  signal.notify();
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(signal.wait_for(10s));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_FALSE(signal.wait_for(10ms)) << "one notify wakes one wait";
+}
+
+TEST(WakeupSignal, ANotifyFromAnotherThreadEndsTheWaitEarly) {
+  troupe::wakeup_signal signal;
+  auto waited = std::async(std::launch::async, [&] {
+    auto started = std::chrono::steady_clock::now();
+    bool notified = signal.wait_for(30s);
+    return std::make_pair(notified, std::chrono::steady_clock::now() - started);
+  });
+  // Notify until the waiter has returned: a notify that lands before it
+  // sleeps is kept for it, one after wakes it.
+  while (waited.wait_for(10ms) != std::future_status::ready) signal.notify();
+  auto [notified, took] = waited.get();
+  EXPECT_TRUE(notified);
+  EXPECT_LT(took, 20s);
+}
+
+TEST(CommitWatch, EveryCommitNotifiesItsSignalEvenWithNobodyWaiting) {
+  commit_watch watch(100);
+  EXPECT_FALSE(watch.signal()->wait_for(1ms));
+  watch.committed("order-1", 1);
+  EXPECT_TRUE(watch.signal()->wait_for(10s));
+}
