@@ -61,18 +61,17 @@ void compensate(fstate& s, saga_context& ctx, const std::string& reason) {
   after_compensation_step(s, ctx);
 }
 
-/// Every reservation and the payment's authorisation accepted: complete the
-/// order, and clear the buyer's basket beside it (best effort; after the
-/// reservations, so that an order cancelled for want of stock leaves the
-/// basket to try again).
+/// Every reservation and the payment's authorisation accepted, and the
+/// basket's clearing answered: complete the order. The basket is cleared
+/// before the order can be seen completed, so a buyer who starts a new
+/// basket then never has it deleted by this order's saga.
 void after_reserving_step(fstate& s, saga_context& ctx) {
   if (s.status != fs::reserving || !s.waiting.empty()) return;
   s.status = fs::completing;
   send<order>(s, ctx, "complete", s.order_id, complete_order{s.order_id, ctx.now_ms()});
-  send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
 }
 
-/// Settled once nothing is in flight (the basket's clearing included).
+/// Settled once nothing is in flight.
 void after_settling_step(fstate& s, saga_context& ctx) {
   if (s.status != fs::settling || !s.waiting.empty()) return;
   s.status = fs::completed;
@@ -121,13 +120,17 @@ void order_fulfilment::on_event(state& s, const event& e, saga_context& ctx) {
       compensate(s, ctx, "the order has no items");
       return;
     }
-    // The stock and the payment at once: a refusal of either is undone
-    // (released, voided), and the order waits for one round trip, not two.
+    // The stock, the payment and the basket at once: a refusal of the
+    // stock or the payment is undone (released, voided), and the order
+    // waits for one round trip, not three. The basket became the order when
+    // it was placed, so it is cleared whatever becomes of the order (best
+    // effort: an order placed from an item list has none).
     for (const auto& item : placed->items)
       send<book>(s, ctx, "reserve:" + item.book_id, item.book_id,
                  reserve_stock{item.book_id, s.order_id, item.quantity});
     send<finance_account>(s, ctx, "authorise", s.buyer_id,
                           authorise_payment{s.buyer_id, s.order_id, s.total});
+    send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
     return;
   }
   const auto& cancelled = std::get<order_cancelled>(e);
@@ -156,7 +159,7 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
   } else if (step == "clear-basket") {
     // Best effort, whatever the answer: an order placed from an item list
     // has no basket.
-    after_settling_step(s, ctx);
+    after_reserving_step(s, ctx);
     after_compensation_step(s, ctx);
   } else if (step == "authorise") {
     bool maybe_authorised = r.accepted() || r.gave_up();

@@ -4,15 +4,16 @@
 // order_fulfilment (BookWorm's order state machine, made real), one
 // instance per order:
 //
-//   order_placed -> reserving      reserve stock of every book and authorise
-//                                  the total on the finance account, all at once
-//                -> completing     complete the order; beside it, delete the
-//                                  buyer's basket (best effort)
+//   order_placed -> reserving      reserve stock of every book, authorise the
+//                                  total on the finance account and delete the
+//                                  buyer's basket (best effort), all at once
+//                -> completing     complete the order
 //                -> settling       commit the reserved stock, capture payment
 //                -> completed
 //   Three round trips of steps in all. (Until 2026-11-27 the basket and the
-//   payment were two more, one after the other: `clearing_basket` and
-//   `authorising` are statuses only registry rows written then show.)
+//   payment were two more, one after the other, and the basket was cleared
+//   only once the stock was reserved: `clearing_basket` and `authorising`
+//   are statuses only registry rows written then show.)
 //   a reservation or the payment rejected (out of stock, unknown book, over
 //   the credit limit) or given up after retries
 //                -> compensating   release what was reserved, void the payment

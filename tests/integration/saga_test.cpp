@@ -112,9 +112,16 @@ class SagaTest : public ::testing::Test {
     return events.empty() ? "" : events.back().type;
   }
 
-  /// An order of one copy each of b1, b2 and b3: four parallel steps in the
-  /// fulfilment's first round (three reservations and the payment).
-  void place_three_book_order(const std::string& order_id, const std::string& buyer) {
+  /// An order of one copy each of b1, b2 and b3: five parallel steps in the
+  /// fulfilment's first round (three reservations, the payment, the basket).
+  /// From a basket saved first (its clearing then accepted, as the other
+  /// steps), unless `with_basket` is false (its clearing refused).
+  void place_three_book_order(const std::string& order_id, const std::string& buyer,
+                              bool with_basket = true) {
+    if (with_basket) {
+      auto saved = n->execute<basket>(buyer, save_basket{buyer, {{"b1", 1}, {"b2", 1}, {"b3", 1}}});
+      ASSERT_TRUE(saved.ok()) << saved.reason.message;
+    }
     auto placed = n->execute<order>(
         order_id,
         place_order{order_id, buyer, {{"b1", 1, 500}, {"b2", 1, 500}, {"b3", 1, 500}}, 1});
@@ -132,6 +139,7 @@ class SagaTest : public ::testing::Test {
     }
     EXPECT_EQ(count_types("finance-u1")["payment_authorised"], 1);
     EXPECT_EQ(count_types("finance-u1")["payment_captured"], 1);
+    EXPECT_EQ(count_types("basket-u1")["basket_deleted"], 1);
   }
 };
 
@@ -509,7 +517,7 @@ TEST_F(SagaTest, AnswersThatChangeNothingOutsideAreStoredWithTheNextThatDoes) {
   first->start();
   place_three_book_order("deferred", "u1");
   ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 1); }));
-  EXPECT_EQ(first->stats().deferred, 3) << "three of the four parallel answers sent nothing";
+  EXPECT_EQ(first->stats().deferred, 4) << "four of the five parallel answers sent nothing";
   holding->release(saga_stream, 1);
   ASSERT_TRUE(eventually([&] { return holding->holding(saga_stream, 2); }));
   first->stop();
@@ -520,18 +528,18 @@ TEST_F(SagaTest, AnswersThatChangeNothingOutsideAreStoredWithTheNextThatDoes) {
   EXPECT_EQ(records[0].type, "saga_event_received");
   ASSERT_EQ(records[1].type, "saga_inputs_received");
   auto batch = boost::json::parse(records[1].data).as_object().at("inputs").as_array();
-  ASSERT_EQ(batch.size(), 4u);
+  ASSERT_EQ(batch.size(), 5u);
   for (const auto& in : batch)
     EXPECT_EQ(in.as_object().at("kind").as_string(), "saga_step_answered");
 
-  // A new host replays both records: the complete and clear-basket steps
-  // in flight go out again (2), then settling (3 commits, 1 capture). Had
-  // it missed the combined record, it would re-send the first round too.
+  // A new host replays both records: the complete step in flight goes out
+  // again (1), then settling (3 commits, 1 capture). Had it missed the
+  // combined record, it would re-send the first round too.
   saga_host<order_fulfilment> second(*n, store, host_options());
   second.start();
   ASSERT_TRUE(eventually([&] { return second.stats().finished == 1; }));
   EXPECT_EQ(second.stats().recovered, 1);
-  EXPECT_EQ(second.stats().commands_sent, 6);
+  EXPECT_EQ(second.stats().commands_sent, 5);
   expect_fulfilled_once("deferred");
   second.stop();
 }
@@ -550,7 +558,7 @@ TEST_F(SagaTest, DeferredAnswersLostInACrashAreAskedForAgainAndApplyOnce) {
   first.reset();
   ASSERT_EQ(sync::read_stream(*store, saga_stream).events.size(), 1u) << "only the order's event";
 
-  // The four steps are in flight again: their commands go out with the
+  // The five steps are in flight again: their commands go out with the
   // same ids, and the aggregates answer without acting twice.
   saga_host<order_fulfilment> second(*n, store, host_options());
   second.start();
@@ -561,18 +569,18 @@ TEST_F(SagaTest, DeferredAnswersLostInACrashAreAskedForAgainAndApplyOnce) {
 }
 
 TEST_F(SagaTest, InputsQueuedDuringAnAppendAreStoredAsOneRecord) {
-  // Every step of the first round is refused (no stock, no account), and
-  // refusals are never deferred: the first one's record waits, the other
-  // three queue behind it.
+  // Every step of the first round is refused (no stock, no account, no
+  // basket), and refusals are never deferred: the first one's record
+  // waits, the other four queue behind it.
   for (auto id : {"b1", "b2", "b3"}) create_book(id, 0);
   const std::string saga_stream = "orderfulfilment-queued";
   auto holding = std::make_shared<holding_store>(store);
   holding->hold(saga_stream, 1);
   saga_host<order_fulfilment> host(*n, holding, host_options());
   host.start();
-  place_three_book_order("queued", "nobody");
+  place_three_book_order("queued", "nobody", false);
   ASSERT_TRUE(eventually([&] {
-    return holding->holding(saga_stream, 1) && host.stats().inputs_queued == 4;
+    return holding->holding(saga_stream, 1) && host.stats().inputs_queued == 5;
   })) << host.stats().inputs_queued
       << " inputs queued";
   holding->release(saga_stream, 1);
@@ -582,7 +590,7 @@ TEST_F(SagaTest, InputsQueuedDuringAnAppendAreStoredAsOneRecord) {
   ASSERT_GE(records.size(), 3u);
   EXPECT_EQ(records[1].type, "saga_step_answered");
   ASSERT_EQ(records[2].type, "saga_inputs_received");
-  EXPECT_EQ(boost::json::parse(records[2].data).as_object().at("inputs").as_array().size(), 3u);
+  EXPECT_EQ(boost::json::parse(records[2].data).as_object().at("inputs").as_array().size(), 4u);
   host.stop();
 }
 
@@ -600,7 +608,7 @@ TEST_F(SagaTest, InputsWhoseCombinedRecordTheStoreRefusesAreStoredOneByOne) {
   auto inputs = count_types(saga_stream);
   EXPECT_EQ(inputs["saga_inputs_received"], 0);
   EXPECT_EQ(inputs["saga_step_answered"], 10)
-      << "3 reservations, the authorisation, complete, clear-basket, 3 commits, the capture";
+      << "3 reservations, the authorisation, clear-basket, complete, 3 commits, the capture";
   expect_fulfilled_once("single");
   host.stop();
 }

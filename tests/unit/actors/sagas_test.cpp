@@ -28,15 +28,16 @@ saga_spec<order_fulfilment> fulfilment(std::string_view upto) {
   saga_spec<order_fulfilment> spec;
   spec.when(placed);
   if (upto == "reserving") return spec;
-  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise");
+  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise").accept("clear-basket");
   if (upto == "completing") return spec;
-  spec.accept("clear-basket").accept("complete");
+  spec.accept("complete");
   return spec;  // settling
 }
 
-TEST(OrderFulfilment, PlacingReservesEveryBookAndAuthorisesThePaymentAtOnce) {
+TEST(OrderFulfilment, PlacingReservesAuthorisesAndClearsTheBasketAtOnce) {
   auto spec = fulfilment("reserving");
-  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2", "authorise"}));
+  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2", "authorise", "clear-basket"}));
+  EXPECT_EQ(*spec.sent_command<basket>("clear-basket"), as<basket>(delete_basket{"u1"}));
   EXPECT_EQ(*spec.sent_command<book>("reserve:b1"), as<book>(reserve_stock{"b1", "o1", 2}));
   EXPECT_EQ(*spec.sent_command<book>("reserve:b2"), as<book>(reserve_stock{"b2", "o1", 1}));
   EXPECT_EQ(spec.sent_step("reserve:b1")->stream_id, "book-b1");
@@ -46,41 +47,40 @@ TEST(OrderFulfilment, PlacingReservesEveryBookAndAuthorisesThePaymentAtOnce) {
   EXPECT_EQ(spec.status(), "reserving");
 }
 
-TEST(OrderFulfilment, CompletesAndClearsTheBasketOnceStockAndPaymentAreSecured) {
+TEST(OrderFulfilment, CompletesOnceStockPaymentAndBasketAreAnswered) {
   saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1").accept("authorise");
+  spec.when(placed).accept("reserve:b1").accept("authorise").accept("clear-basket");
   EXPECT_TRUE(spec.sent().empty()) << "b2 is not reserved yet";
   spec.accept("reserve:b2");
-  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
+  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
   EXPECT_EQ(*spec.sent_command<order>("complete"), as<order>(complete_order{"o1", spec.now_ms()}));
-  EXPECT_EQ(*spec.sent_command<basket>("clear-basket"), as<basket>(delete_basket{"u1"}));
   EXPECT_EQ(spec.status(), "completing");
 }
 
 TEST(OrderFulfilment, WaitsForThePaymentAfterTheLastReservation) {
   saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("clear-basket");
   EXPECT_TRUE(spec.sent().empty()) << "the payment is not authorised yet";
   spec.accept("authorise");
-  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
+  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
+}
+
+TEST(OrderFulfilment, TheOrderIsNotCompletedBeforeItsBasketIsCleared) {
+  // A buyer who sees the order completed and starts a new basket must not
+  // have it deleted by this order's late clearing.
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("authorise");
+  EXPECT_TRUE(spec.sent().empty()) << "the basket's clearing is still in flight";
+  EXPECT_EQ(spec.status(), "reserving");
+  spec.accept("clear-basket");
+  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
 }
 
 TEST(OrderFulfilment, AMissingBasketDoesNotStopTheOrder) {
-  auto spec = fulfilment("completing");
+  saga_spec<order_fulfilment> spec;
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("authorise");
   spec.reject("clear-basket", "not_found");
-  EXPECT_TRUE(spec.sent().empty());
-  spec.accept("complete");
-  EXPECT_EQ(spec.sent_steps(), (steps{"commit:b1", "commit:b2", "capture"}));
-}
-
-TEST(OrderFulfilment, TheBasketsAnswerMayComeLastAndEndsTheSaga) {
-  auto spec = fulfilment("completing");
-  spec.accept("complete").accept("commit:b1").accept("commit:b2").accept("capture");
-  EXPECT_FALSE(spec.finished()) << "the basket's clearing is still in flight";
-  EXPECT_EQ(spec.status(), "settling");
-  spec.accept("clear-basket");
-  EXPECT_TRUE(spec.finished());
-  EXPECT_EQ(spec.status(), "completed");
+  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
 }
 
 TEST(OrderFulfilment, SettlesStockAndPaymentThenEndsCompleted) {
@@ -108,6 +108,8 @@ TEST(OrderFulfilment, OutOfStockReleasesWhatWasReservedVoidsThePaymentAndCancels
   spec.accept("release:b1");
   EXPECT_TRUE(spec.sent().empty()) << "the void is in flight";
   spec.accept("void");
+  EXPECT_TRUE(spec.sent().empty()) << "the basket's clearing is in flight";
+  spec.accept("clear-basket");
   ASSERT_EQ(spec.sent_steps(), steps{"cancel"});
   const auto* cancel = spec.sent_command<order>("cancel");
   const auto& reason = std::get<cancel_order>(*cancel).reason;
@@ -126,15 +128,15 @@ TEST(OrderFulfilment, AReservationOrPaymentLandingAfterTheDecisionToCompensateIs
   EXPECT_EQ(spec.sent_steps(), steps{"release:b2"});
   spec.accept("authorise");
   EXPECT_EQ(spec.sent_steps(), steps{"void"});
-  spec.accept("release:b2");
+  spec.accept("release:b2").accept("void");
   EXPECT_TRUE(spec.sent().empty());
-  spec.accept("void");
+  spec.accept("clear-basket");
   EXPECT_EQ(spec.sent_steps(), steps{"cancel"});
 }
 
 TEST(OrderFulfilment, ARefusedPaymentReleasesTheStockWithoutVoiding) {
   saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("clear-basket");
   spec.reject("authorise", "credit_limit_exceeded", "limit 1000");
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2"}));
   spec.accept("release:b1").accept("release:b2");
@@ -144,7 +146,7 @@ TEST(OrderFulfilment, ARefusedPaymentReleasesTheStockWithoutVoiding) {
 
 TEST(OrderFulfilment, APaymentThatNeverAnswersIsVoidedAndDeadLettered) {
   saga_spec<order_fulfilment> spec;
-  spec.when(placed).accept("reserve:b1").accept("reserve:b2");
+  spec.when(placed).accept("reserve:b1").accept("reserve:b2").accept("clear-basket");
   spec.advance(30s).advance(200ms);  // attempt 2
   EXPECT_EQ(spec.sent_step("authorise")->attempt, 2);
   spec.advance(30s).advance(400ms);  // attempt 3
@@ -175,8 +177,6 @@ TEST(OrderFulfilment, AnOrderThatRefusesCompletionWasCancelledElsewhere) {
   spec.reject("complete", "invalid_status", "the order is cancelled");
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2", "void"}));
   spec.accept("release:b1").accept("release:b2").accept("void");
-  EXPECT_FALSE(spec.finished()) << "the basket's clearing is still in flight";
-  spec.accept("clear-basket");
   EXPECT_TRUE(spec.sent().empty()) << "the order is cancelled already";
   EXPECT_TRUE(spec.finished());
   EXPECT_EQ(spec.status(), "cancelled");
@@ -211,7 +211,7 @@ TEST(OrderFulfilment, ACancelGivenUpEndsFailedNotCancelled) {
   saga_spec<order_fulfilment> spec(
       {.step_timeout_ms = 1000, .max_attempts = 1, .retry_backoff_ms = 10});
   spec.when(placed).accept("reserve:b1").reject("authorise", "credit_limit_exceeded");
-  spec.accept("release:b1").reject("reserve:b2", "insufficient_stock");
+  spec.accept("release:b1").reject("reserve:b2", "insufficient_stock").accept("clear-basket");
   ASSERT_EQ(spec.sent_steps(), steps{"cancel"});
   spec.fail("cancel");
   EXPECT_TRUE(spec.finished());
@@ -225,7 +225,7 @@ TEST(OrderFulfilment, CancelledByTheBuyerMidwayUndoesWithoutCancellingAgain) {
   spec.when(order_cancelled{"o1", "u1", "changed my mind", 5});
   EXPECT_EQ(spec.sent_steps(), (steps{"release:b1", "release:b2", "void"}));
   spec.reject("complete", "invalid_status");
-  spec.accept("release:b1").accept("release:b2").accept("void").accept("clear-basket");
+  spec.accept("release:b1").accept("release:b2").accept("void");
   EXPECT_TRUE(spec.finished());
   EXPECT_EQ(spec.status(), "cancelled");
   EXPECT_NE(spec.state().cancel_reason.find("changed my mind"), std::string::npos);
@@ -234,7 +234,7 @@ TEST(OrderFulfilment, CancelledByTheBuyerMidwayUndoesWithoutCancellingAgain) {
 TEST(OrderFulfilment, OurOwnCancellationEventChangesNothing) {
   saga_spec<order_fulfilment> spec;
   spec.when(placed).reject("reserve:b1", "not_found").reject("reserve:b2", "not_found");
-  spec.reject("authorise", "credit_limit_exceeded");
+  spec.reject("authorise", "credit_limit_exceeded").reject("clear-basket", "not_found");
   EXPECT_EQ(spec.sent_steps(), steps{"cancel"});
   spec.when(order_cancelled{"o1", "u1", "book b1: not_found", 5});
   EXPECT_TRUE(spec.sent().empty());
@@ -257,10 +257,10 @@ TEST(OrderFulfilment, AStepWithoutAnAnswerIsSentAgainAfterItsTimeout) {
   spec.when(placed).advance(29s);
   EXPECT_TRUE(spec.sent().empty());
   spec.advance(1s).advance(200ms);
-  EXPECT_EQ(spec.sent_steps(), (steps{"authorise", "reserve:b1", "reserve:b2"}));
+  EXPECT_EQ(spec.sent_steps(), (steps{"authorise", "clear-basket", "reserve:b1", "reserve:b2"}));
   EXPECT_EQ(spec.sent_step("reserve:b1")->attempt, 2);
-  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise");
-  EXPECT_EQ(spec.sent_steps(), (steps{"complete", "clear-basket"}));
+  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise").accept("clear-basket");
+  EXPECT_EQ(spec.sent_steps(), steps{"complete"});
 }
 
 // ---- rating -------------------------------------------------------------------
