@@ -523,7 +523,7 @@ int serve(const config& cfg, const serve_options& options) {
     o.max_pending = cfg.integer("publisher.max_pending");
     o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
     // This node's commits wake it between rounds; other nodes' are polled.
-    o.new_events = n.commits().signal();
+    if (cfg.boolean("publisher.wake_on_commit")) o.new_events = n.commits().signal();
     o.source = "troupe/" + n.id();
     o.internal_categories = internal_categories;
     o.log = logger("publisher");
