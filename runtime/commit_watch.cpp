@@ -41,7 +41,8 @@ struct commit_watch::impl {
   bool stopped = false;
   std::uint64_t next_ticket = 1;
   // Read without the mutex by committed(): nobody waiting is the common
-  // case and costs a commit nothing more than this load.
+  // case and costs a commit nothing more than this load (and the signal's
+  // two atomics).
   std::atomic<std::size_t> count{0};
   std::atomic<std::int64_t> refused{0};
   std::shared_ptr<wakeup_signal> signal = std::make_shared<wakeup_signal>();
