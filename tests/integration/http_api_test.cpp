@@ -14,6 +14,7 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "persistence/postgres/migrations.hpp"
@@ -105,6 +106,24 @@ TEST_F(HttpApi, HealthReadinessMetricsAndEventCatalogAnswer) {
   EXPECT_NE(metrics.body.find("troupe_commands_total{outcome=\"accepted\"}"), std::string::npos);
   EXPECT_NE(metrics.body.find("troupe_projection_position{projection=\"book_catalog\"}"),
             std::string::npos);
+  EXPECT_NE(metrics.body.find("troupe_saga_inputs_queued{saga=\"orderfulfilment\"}"),
+            std::string::npos);
+  // Prometheus's text format: each family's samples follow its own HELP and
+  // TYPE, all together, and no family is described twice.
+  std::set<std::string> families;
+  std::string current;
+  std::istringstream lines(metrics.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with("# TYPE ")) {
+      current = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(families.insert(current).second) << current << " is described twice";
+    } else if (!line.empty() && !line.starts_with("#")) {
+      auto name = line.substr(0, line.find_first_of("{ "));
+      bool in_family = name == current || name == current + "_bucket" || name == current + "_sum" ||
+                       name == current + "_count";
+      EXPECT_TRUE(in_family) << name << " is a sample under " << current << "'s TYPE";
+    }
+  }
 
   auto catalog = c.get("/api/v1/event-catalog");
   ASSERT_EQ(catalog.status, 200);

@@ -299,33 +299,46 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
              st.dead_letters);
     }
   }
-  auto saga = [&](std::string_view name, const saga_host_stats& st) {
-    std::string l = "saga=\"" + std::string(name) + "\"";
-    sample("troupe_saga_started_total", l, st.started);
-    sample("troupe_saga_finished_total", l, st.finished);
-    sample("troupe_saga_live_instances", l, st.live_instances);
-    sample("troupe_saga_dead_letters_total", l, st.dead_letters);
-    sample("troupe_saga_wrong_new_guesses_total", l, st.wrong_new_guesses);
-    sample("troupe_saga_input_records_total", l, st.input_records);
-    sample("troupe_saga_deferred_answers_total", l, st.deferred);
-    sample("troupe_saga_inputs_queued", l, st.inputs_queued);
-    sample("troupe_saga_completion_p99_ms", l, st.completion_p99_ms);
+  // One family at a time, every saga's sample under it (Prometheus's text
+  // format keeps a family's samples together after its HELP and TYPE).
+  struct saga_family {
+    std::string_view name, type, help;
+    double (*value)(const saga_host_stats&);
   };
-  if (fulfilment || rating) {
-    metric("troupe_saga_started_total", "counter", "saga instances started");
-    metric("troupe_saga_finished_total", "counter", "saga instances finished");
-    metric("troupe_saga_live_instances", "gauge", "saga instances in memory");
-    metric("troupe_saga_dead_letters_total", "counter", "saga steps given up");
-    metric("troupe_saga_wrong_new_guesses_total", "counter",
-           "starting events assumed new whose instance existed (one read each)");
-    metric("troupe_saga_input_records_total", "counter",
-           "records of saga inputs stored (one append each, of one input or more)");
-    metric("troupe_saga_deferred_answers_total", "counter",
-           "step answers stored in a later input's record");
-    metric("troupe_saga_inputs_queued", "gauge", "saga inputs waiting in instances' inboxes");
-    metric("troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances");
-    if (fulfilment) saga(bookstore::order_fulfilment::name, *fulfilment);
-    if (rating) saga(bookstore::rating_saga::name, *rating);
+  static const saga_family saga_families[] = {
+      {"troupe_saga_started_total", "counter", "saga instances started",
+       [](const saga_host_stats& st) { return double(st.started); }},
+      {"troupe_saga_finished_total", "counter", "saga instances finished",
+       [](const saga_host_stats& st) { return double(st.finished); }},
+      {"troupe_saga_live_instances", "gauge", "saga instances in memory",
+       [](const saga_host_stats& st) { return double(st.live_instances); }},
+      {"troupe_saga_dead_letters_total", "counter", "saga steps given up",
+       [](const saga_host_stats& st) { return double(st.dead_letters); }},
+      {"troupe_saga_wrong_new_guesses_total", "counter",
+       "starting events assumed new whose instance existed (one read each)",
+       [](const saga_host_stats& st) { return double(st.wrong_new_guesses); }},
+      {"troupe_saga_input_records_total", "counter",
+       "records of saga inputs stored (one append each, of one input or more)",
+       [](const saga_host_stats& st) { return double(st.input_records); }},
+      {"troupe_saga_deferred_answers_total", "counter",
+       "step answers stored in a later input's record",
+       [](const saga_host_stats& st) { return double(st.deferred); }},
+      {"troupe_saga_inputs_queued", "gauge", "saga inputs waiting in instances' inboxes",
+       [](const saga_host_stats& st) { return double(st.inputs_queued); }},
+      {"troupe_saga_completion_p99_ms", "gauge", "p99 saga duration, recent instances",
+       [](const saga_host_stats& st) { return st.completion_p99_ms; }},
+  };
+  std::vector<std::pair<std::string, const saga_host_stats*>> sagas;
+  if (fulfilment)
+    sagas.emplace_back("saga=\"" + std::string(bookstore::order_fulfilment::name) + "\"",
+                       &*fulfilment);
+  if (rating)
+    sagas.emplace_back("saga=\"" + std::string(bookstore::rating_saga::name) + "\"", &*rating);
+  if (!sagas.empty()) {
+    for (const auto& family : saga_families) {
+      metric(family.name, family.type, family.help);
+      for (const auto& [labels, st] : sagas) sample(family.name, labels, family.value(*st));
+    }
   }
   return out;
 }
