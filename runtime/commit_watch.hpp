@@ -49,8 +49,8 @@ class commit_watch {
 
   /// A commit of `stream_id` up to `version`: wakes its waiters below it,
   /// in one pass over that stream's waiters, and notifies signal(). Costs
-  /// three atomic operations when nobody waits on the node; while anybody
-  /// does, a lock and a lookup.
+  /// three atomic loads when nobody waits on the node; while anybody does,
+  /// a lock and a lookup.
   void committed(std::string_view stream_id, std::int64_t version);
 
   /// Notified at every commit on this node: the publisher waits on it
