@@ -454,12 +454,22 @@ TEST(Node, HundredThousandAggregatesStayUnderTheLiveCap) {
   auto store = std::make_shared<troupe::memory_event_store>();
   running_node n(store,
                  {"aggregate.max_live=" + std::to_string(cap), "aggregate.snapshot_every=0"});
-  auto before = resident_kib();
+  // Measured over the second half only: by then the node sits at its cap,
+  // and the allocator has grown its arenas to the size this load needs
+  // (measured from the start, the growth swung between 163 and 246 MiB
+  // with the cap and was 306 MiB without it - too close to tell apart, and
+  // the old bound of 256 failed once in scripts/test).
+  std::int64_t before = 0;
   completion_latch latch;
   constexpr int window = 2'000;  // keep a bounded number in flight, like a real client
   for (int i = 0; i < streams; ++i) {
     if (i >= window) {
       ASSERT_TRUE(latch.wait_for(i - window + 1));
+    }
+    if (i == streams / 2) {
+      ASSERT_TRUE(latch.wait_for(i));
+      ASSERT_TRUE(eventually([&] { return n.node.stats().live_aggregates <= cap; }));
+      before = resident_kib();
     }
     n.node.submit(troupe::node::make_envelope<counter>("m" + std::to_string(i), increment{1}),
                   latch.slot());
@@ -474,10 +484,12 @@ TEST(Node, HundredThousandAggregatesStayUnderTheLiveCap) {
       << n.node.stats().live_aggregates << ", passivated " << n.node.stats().passivations;
   EXPECT_EQ(n.node.stats().activations, streams);
   auto grown_mib = (resident_kib() - before) / 1024;
-  // Bound: 10k live actors (~1-2 KiB each) plus the in-memory store's 100k
-  // events (~0.5 KiB each) and the allocator's slack. Measured about 90 MiB.
+  // Bound: the in-memory store's 50k more events and streams and the
+  // allocator's slack. Measured 2026-11-27: 30-71 MiB with the cap, 153 MiB
+  // with every aggregate kept live (max_live above the stream count).
   RecordProperty("resident_growth_mib", static_cast<int>(grown_mib));
-  EXPECT_LT(grown_mib, 256) << "resident memory grew by " << grown_mib << " MiB";
+  EXPECT_LT(grown_mib, 112) << "resident memory grew by " << grown_mib
+                            << " MiB over the second 50k aggregates";
 }
 
 // A clustered node serves only the shards it was given: commands for the
