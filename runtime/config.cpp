@@ -184,6 +184,20 @@ const std::vector<setting>& schema() {
        60000,
        {},
        "longest pause when there is nothing new to publish"},
+      {"publisher.min_round_interval_ms",
+       value_kind::integer,
+       0,
+       1000,
+       {},
+       "a round that published something is followed by the next read no sooner than this "
+       "after it began (gathers a woken publisher's events into rounds under load)"},
+      {"publisher.checkpoint_interval_ms",
+       value_kind::integer,
+       0,
+       60000,
+       {},
+       "the publisher's checkpoint is saved at most this often and at stop (0: every round); "
+       "a crash re-sends up to this much, dropped by the duplicate window"},
       {"publisher.wake_on_commit",
        value_kind::boolean,
        0,
@@ -676,6 +690,16 @@ std::expected<config, std::string> config::load(const source& from) {
     if (auto e = config_loader::put_text(cfg, item.substr(0, eq), item.substr(eq + 1), "--set"))
       return std::unexpected(*e);
   }
+  // After a crash the publisher re-sends what came after its saved
+  // checkpoint; only the duplicate window keeps that out of the stream, so
+  // the window must be far longer than the gap between saves.
+  auto checkpoint_ms = cfg.integer("publisher.checkpoint_interval_ms");
+  auto window_s = cfg.integer("publisher.duplicate_window_s");
+  if (checkpoint_ms * 2 > window_s * 1000)
+    return std::unexpected("publisher.checkpoint_interval_ms (" + std::to_string(checkpoint_ms) +
+                           ") must be at most half of publisher.duplicate_window_s (" +
+                           std::to_string(window_s) +
+                           " s): events re-sent after a crash are dropped only inside the window");
   return cfg;
 }
 

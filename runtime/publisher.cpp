@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
@@ -75,6 +76,7 @@ struct event_publisher::impl {
   std::atomic<bool> alive{false};
 
   std::atomic<std::int64_t> published{0}, duplicates{0}, failed_rounds{0}, checkpoint{0};
+  std::atomic<std::int64_t> rounds_read{0}, checkpoint_saves{0};
   std::atomic<int> round_errors{0};  // set by the async error handler
 
   // Rounds in flight, oldest first. Each covers a range of positions (one
@@ -242,7 +244,16 @@ struct event_publisher::impl {
 
   std::atomic<int> saves_in_flight{0};
 
+  /// Sleeps until `until`, or less when an error arrived or stop() was called.
+  void pause_until(std::chrono::steady_clock::time_point until) {
+    std::unique_lock lock(ack_mutex);
+    ack_arrived.wait_until(lock, until, [&] {
+      return round_errors.load(std::memory_order_relaxed) > 0 || stopping;
+    });
+  }
+
   void save_checkpoint(global_position at) {
+    checkpoint_saves.fetch_add(1, std::memory_order_relaxed);
     saves_in_flight.fetch_add(1);
     store->save_checkpoint(options.checkpoint_name, at, [this, at](store_errc e, std::string m) {
       if (e != store_errc::ok) {
@@ -279,6 +290,12 @@ struct event_publisher::impl {
     global_position next_from = position;  // reads continue after the last round sent
     global_position previous = position;   // of the last event sent
     bool crashed = false;
+    using steady = std::chrono::steady_clock;
+    global_position saved = position;  // the checkpoint in the store (or on its way)
+    auto saved_at = steady::now();
+    // A save is due once the interval since the last one has passed.
+    auto save_due_at = [&] { return saved_at + options.checkpoint_interval; };
+    auto next_read_at = steady::time_point{};  // pacing of rounds (min_round_interval)
 
     auto reset = [&] {
       if (ahead) ahead->wait();
@@ -325,9 +342,13 @@ struct event_publisher::impl {
           break;
         }
         position = end;
-        save_checkpoint(end);
       }
       if (crashed) break;
+      if (position.value > saved.value && steady::now() >= save_due_at()) {
+        save_checkpoint(position);
+        saved = position;
+        saved_at = steady::now();
+      }
       if (front_overdue()) {
         log->warn("publish acknowledgements did not arrive within {} ms",
                   options.ack_timeout.count());
@@ -339,6 +360,11 @@ struct event_publisher::impl {
         continue;
       }
 
+      if (!ahead && steady::now() < next_read_at) {
+        pause_until(next_read_at);
+        continue;
+      }
+      auto read_started = steady::now();
       auto read = ahead ? ahead->get() : sync::read_all(*store, next_from, options.batch_size);
       ahead.reset();
       if (read.error != store_errc::ok) {
@@ -347,17 +373,26 @@ struct event_publisher::impl {
         continue;
       }
       if (read.events.empty()) {
+        // Idle: wait for new events, but not past a checkpoint save due.
+        auto pause = options.poll_interval;
+        if (position.value > saved.value)
+          pause = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(save_due_at() -
+                                                                          steady::now()),
+                             std::chrono::milliseconds{1}, pause);
         if (in_flight() > 0)
-          wait_for_front(
-              std::min(std::chrono::steady_clock::now() + options.poll_interval, front_deadline()));
+          wait_for_front(std::min(steady::now() + pause, front_deadline()));
         else if (options.new_events)
-          options.new_events->wait_for(options.poll_interval);
+          options.new_events->wait_for(pause);
         else
-          std::this_thread::sleep_for(options.poll_interval);
+          pause_until(steady::now() + pause);
         continue;
       }
+      rounds_read.fetch_add(1, std::memory_order_relaxed);
       auto last = read.events.back().position;
-      if (read.events.size() == options.batch_size) ahead = read_async(last);
+      if (read.events.size() == options.batch_size)
+        ahead = read_async(last);
+      else
+        next_read_at = read_started + options.min_round_interval;
       {
         std::lock_guard lock(ack_mutex);
         rounds.push_back(
@@ -466,6 +501,8 @@ publisher_stats event_publisher::stats() const {
   s.duplicates = impl_->duplicates.load();
   s.failed_rounds = impl_->failed_rounds.load();
   s.checkpoint = impl_->checkpoint.load();
+  s.rounds = impl_->rounds_read.load();
+  s.checkpoint_saves = impl_->checkpoint_saves.load();
   return s;
 }
 

@@ -37,6 +37,17 @@ struct publisher_options {
   std::size_t batch_size = 500;     // events read and published per round
   std::int64_t max_pending = 2000;  // unacknowledged publishes at most
   std::chrono::milliseconds poll_interval{20};
+  /// A round that published something is followed by the next read no
+  /// sooner than this after it began (unless it read a full batch: then the
+  /// publisher is behind and reads on at once). Under load a woken publisher
+  /// would otherwise read a handful of events per commit; this gathers them
+  /// into rounds. 0: read again at once.
+  std::chrono::milliseconds min_round_interval{0};
+  /// The checkpoint is saved at most this often (and at stop): a round's
+  /// acknowledgement moves it in memory only. A crash re-sends what came
+  /// after the saved one; JetStream drops it by Nats-Msg-Id inside the
+  /// duplicate window. 0: saved after every round.
+  std::chrono::milliseconds checkpoint_interval{0};
   /// When set, a round that found nothing waits for this signal (the node's
   /// commits: commit_watch::signal()) instead of sleeping out the poll
   /// interval, which stays the longest wait: commits on other nodes of a
@@ -61,6 +72,8 @@ struct publisher_stats {
   std::int64_t duplicates = 0;     // acknowledged as duplicates by JetStream
   std::int64_t failed_rounds = 0;  // rounds retried after an error
   std::int64_t checkpoint = 0;     // last saved position
+  std::int64_t rounds = 0;         // reads that found events to publish
+  std::int64_t checkpoint_saves = 0;
 };
 
 class event_publisher {

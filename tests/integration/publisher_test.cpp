@@ -213,6 +213,68 @@ TEST(Publisher, ACommitSignalWakesAnIdlePublisherBeforeItsPollInterval) {
   publisher.stop();
 }
 
+TEST(Publisher, AWokenPublisherGathersATrickleOfCommitsIntoPacedRounds) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  auto options = setup.options();
+  options.poll_interval = std::chrono::seconds{60};
+  options.new_events = std::make_shared<wakeup_signal>();
+  options.min_round_interval = std::chrono::milliseconds{100};
+  event_publisher publisher(store, options);
+  publisher.start();
+  // One commit at a time, each signalled as the node's commit_watch does:
+  // unpaced, nearly every commit would be a round of its own.
+  std::vector<append_result> appended;
+  auto began = std::chrono::steady_clock::now();
+  for (int i = 0; i < 150; ++i) {
+    auto one = append_events(*store, setup.run + "-" + std::to_string(i), 1, 1);
+    appended.push_back(one.front());
+    options.new_events->notify();
+  }
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }));
+  auto elapsed = std::chrono::steady_clock::now() - began;
+  auto rounds = publisher.stats().rounds;
+  publisher.stop();
+  // At most one round per interval, plus the first and the last.
+  EXPECT_LE(rounds, elapsed / options.min_round_interval + 2)
+      << "over " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+      << " ms";
+  auto messages = read_stream(setup.stream);
+  ASSERT_EQ(messages.size(), appended.size());
+  std::set<std::string> ids;
+  for (const auto& m : messages) ids.insert(m.event_id);
+  EXPECT_EQ(ids.size(), appended.size());
+}
+
+TEST(Publisher, TheCheckpointIsSavedOncePerIntervalAndWhenItStops) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  auto start = current_end(*store);
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, start), store_errc::ok);
+  auto options = setup.options();
+  options.checkpoint_interval = std::chrono::seconds{50};  // longer than the test
+  event_publisher publisher(store, options);
+  publisher.start();
+  // Three rounds, each published and acknowledged before the next commit.
+  std::vector<append_result> appended;
+  for (int round = 0; round < 3; ++round) {
+    for (auto& r : append_events(*store, setup.run + "-" + std::to_string(round), 2, 5))
+      appended.push_back(r);
+    ASSERT_TRUE(eventually([&] { return stream_message_count(setup.stream) >= appended.size(); }));
+  }
+  EXPECT_GE(publisher.stats().rounds, 3);
+  EXPECT_EQ(publisher.stats().checkpoint_saves, 0);
+  EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second, start)
+      << "saved before its interval";
+  publisher.stop();
+  EXPECT_EQ(sync::load_checkpoint(*store, setup.checkpoint).second.value,
+            appended.back().last_position.value)
+      << "a stop keeps what was acknowledged";
+  EXPECT_EQ(read_stream(setup.stream).size(), appended.size());
+}
+
 TEST(Publisher, InternalCategoriesStayOutAndEachMessageNamesThePreviousOneSent) {
   auto store = make_store();
   test_publisher_setup setup;

@@ -280,6 +280,11 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     sample("troupe_publisher_published_total", "", p.published);
     metric("troupe_publisher_checkpoint", "gauge", "last global position published for good");
     sample("troupe_publisher_checkpoint", "", p.checkpoint);
+    metric("troupe_publisher_rounds_total", "counter", "publisher reads that found events");
+    sample("troupe_publisher_rounds_total", "", p.rounds);
+    metric("troupe_publisher_checkpoint_saves_total", "counter",
+           "publisher checkpoint saves (publisher.checkpoint_interval_ms apart at most)");
+    sample("troupe_publisher_checkpoint_saves_total", "", p.checkpoint_saves);
   }
   if (!projectors.empty()) {
     metric("troupe_projection_position", "gauge", "global position each view has folded");
@@ -535,6 +540,10 @@ int serve(const config& cfg, const serve_options& options) {
     o.batch_size = static_cast<std::size_t>(cfg.integer("publisher.batch_size"));
     o.max_pending = cfg.integer("publisher.max_pending");
     o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
+    o.min_round_interval =
+        std::chrono::milliseconds{cfg.integer("publisher.min_round_interval_ms")};
+    o.checkpoint_interval =
+        std::chrono::milliseconds{cfg.integer("publisher.checkpoint_interval_ms")};
     // This node's commits wake it between rounds; other nodes' are polled.
     if (cfg.boolean("publisher.wake_on_commit")) o.new_events = n.commits().signal();
     o.source = "troupe/" + n.id();

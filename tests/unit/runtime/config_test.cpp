@@ -53,6 +53,10 @@ TEST(Config, UnknownKeysAndBadValuesAreNamed) {
   std::ofstream(path) << R"({"aggregate": {"max_live": 5)";
   expect_error({.file = path}, "not valid JSON");
   expect_error({.file = "/nonexistent/troupe.json"}, "/nonexistent/troupe.json");
+  // Keys that are each valid but not together.
+  expect_error({.overrides = {"publisher.duplicate_window_s=10",
+                              "publisher.checkpoint_interval_ms=6000"}},
+               "publisher.checkpoint_interval_ms");
   std::remove(path.c_str());
 }
 
