@@ -247,9 +247,8 @@ struct event_publisher::impl {
   /// Sleeps until `until`, or less when an error arrived or stop() was called.
   void pause_until(std::chrono::steady_clock::time_point until) {
     std::unique_lock lock(ack_mutex);
-    ack_arrived.wait_until(lock, until, [&] {
-      return round_errors.load(std::memory_order_relaxed) > 0 || stopping;
-    });
+    ack_arrived.wait_until(
+        lock, until, [&] { return round_errors.load(std::memory_order_relaxed) > 0 || stopping; });
   }
 
   void save_checkpoint(global_position at) {
@@ -376,9 +375,9 @@ struct event_publisher::impl {
         // Idle: wait for new events, but not past a checkpoint save due.
         auto pause = options.poll_interval;
         if (position.value > saved.value)
-          pause = std::clamp(std::chrono::ceil<std::chrono::milliseconds>(save_due_at() -
-                                                                          steady::now()),
-                             std::chrono::milliseconds{1}, pause);
+          pause = std::clamp(
+              std::chrono::ceil<std::chrono::milliseconds>(save_due_at() - steady::now()),
+              std::chrono::milliseconds{1}, pause);
         if (in_flight() > 0)
           wait_for_front(std::min(steady::now() + pause, front_deadline()));
         else if (options.new_events)

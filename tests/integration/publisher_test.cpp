@@ -239,8 +239,7 @@ TEST(Publisher, AWokenPublisherGathersATrickleOfCommitsIntoPacedRounds) {
   publisher.stop();
   // At most one round per interval, plus the first and the last.
   EXPECT_LE(rounds, elapsed / options.min_round_interval + 2)
-      << "over " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
-      << " ms";
+      << "over " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
   auto messages = read_stream(setup.stream);
   ASSERT_EQ(messages.size(), appended.size());
   std::set<std::string> ids;

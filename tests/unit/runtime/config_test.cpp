@@ -54,9 +54,9 @@ TEST(Config, UnknownKeysAndBadValuesAreNamed) {
   expect_error({.file = path}, "not valid JSON");
   expect_error({.file = "/nonexistent/troupe.json"}, "/nonexistent/troupe.json");
   // Keys that are each valid but not together.
-  expect_error({.overrides = {"publisher.duplicate_window_s=10",
-                              "publisher.checkpoint_interval_ms=6000"}},
-               "publisher.checkpoint_interval_ms");
+  expect_error(
+      {.overrides = {"publisher.duplicate_window_s=10", "publisher.checkpoint_interval_ms=6000"}},
+      "publisher.checkpoint_interval_ms");
   std::remove(path.c_str());
 }
 
