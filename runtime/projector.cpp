@@ -251,6 +251,21 @@ struct projector::impl {
     return caught_up;
   }
 
+  /// In a transaction of the group's (projector_group): folds this member's
+  /// part of `batch` after `from`, its checkpoint locked there, and writes
+  /// it on `vs`. Returns what it applied; what it parked goes in `parked`.
+  std::vector<recorded_event> fold_shared(view_store& vs, std::span<const delivery> batch,
+                                          global_position from, bool& caught_up,
+                                          std::vector<postgres::dead_letter>& parked) {
+    auto todo = collect(batch, from, caught_up);
+    if (todo.empty()) return todo;
+    batch_changes.clear();
+    for (const auto& e : todo) fold(e, parked);
+    vs.write(batch_changes);
+    for (const auto& p : parked) vs.park(p);
+    return todo;
+  }
+
   /// After a data error: one event per transaction, so the bad one is found
   /// and parked while its neighbours apply.
   bool apply_one_by_one(std::span<const delivery> batch) {
@@ -494,10 +509,74 @@ struct projector_group::impl {
   // A malformed message some members parked and another could not: when it
   // comes back, only the others park it (no dead letter twice).
   std::map<std::uint64_t, std::set<std::size_t>> parked_by;
+  std::unique_ptr<view_store> views;  // the shared transaction's connection
+
+  /// Every member's part of a batch in one transaction. False when the
+  /// members must finish it one by one: an error (their own path retries,
+  /// isolates a refused row and parks it) or a member far behind (its gap
+  /// is filled in bounded transactions).
+  bool apply_together(std::span<const delivery> batch) {
+    std::vector<std::string> names;
+    for (auto* m : members) {
+      if (m->impl_->stopping) throw abandon_subscription();  // redelivered to the next run
+      names.push_back(m->impl_->checkpoint);
+    }
+    try {
+      if (!views) views = std::make_unique<view_store>(options.postgres_url);
+      auto from = views->begin(names);
+      std::vector<std::vector<recorded_event>> applied(members.size());
+      std::vector<std::vector<postgres::dead_letter>> parked(members.size());
+      std::vector<std::pair<std::string, global_position>> moved;
+      bool all_caught_up = true;
+      for (std::size_t i = 0; i < members.size(); ++i) {
+        bool caught_up = true;
+        applied[i] = members[i]->impl_->fold_shared(*views, batch, from[i], caught_up, parked[i]);
+        all_caught_up = all_caught_up && caught_up;
+        if (!applied[i].empty()) moved.emplace_back(names[i], applied[i].back().position);
+      }
+      for (std::size_t i = 0; i < members.size(); ++i) {
+        auto& m = *members[i]->impl_;
+        if (!applied[i].empty() && m.options.crash_before_commit &&
+            m.options.crash_before_commit(applied[i])) {
+          m.log->warn("projector {}: simulated crash before the group's commit", m.def.name);
+          views.reset();  // closes the connection: the server rolls back
+          m.crashed = true;
+          throw abandon_subscription();
+        }
+      }
+      if (moved.empty())
+        views->rollback();
+      else
+        views->commit(moved);
+      for (std::size_t i = 0; i < members.size(); ++i) {
+        auto& m = *members[i]->impl_;
+        for (const auto& p : parked[i])
+          m.log->error("projector {}: event {} ({} at {}) parked as a dead letter: {}", m.def.name,
+                       p.event.event_id, p.event.type, p.event.position.value, p.error);
+        if (!applied[i].empty())
+          m.committed(applied[i], applied[i].back().position, parked[i].size());
+        else if (from[i].value > m.position.load())
+          m.committed({}, from[i], 0);
+      }
+      return all_caught_up;
+    } catch (const abandon_subscription&) {
+      throw;
+    } catch (const pg_error& x) {
+      if (views) views->rollback();
+      if (x.connection_lost) views.reset();
+      options.log->warn("projectors sharing a consumer: a batch goes member by member ({})",
+                        x.what());
+    } catch (const std::exception& x) {
+      views.reset();  // no half-written transaction survives
+      options.log->warn("projectors sharing a consumer: a batch goes member by member ({})",
+                        x.what());
+    }
+    return false;
+  }
 };
 
 projector_group::projector_group(std::vector<projector*> members, projector_options options)
-    : impl_(new impl{std::move(members), std::move(options), nullptr, {}}) {
+    : impl_(new impl{std::move(members), std::move(options), nullptr, {}, nullptr}) {
   if (!impl_->options.log) impl_->options.log = spdlog::default_logger();
 }
 
@@ -520,8 +599,9 @@ void projector_group::start() {
   auto sub = std::make_unique<subscription>(
       sub_options,
       [&g](std::span<const delivery> batch, std::span<verdict> verdicts) {
-        // Each member commits the batch in its own transaction; one that
-        // has it already (a redelivery after another's failure) skips it.
+        if (g.options.shared_transaction && g.apply_together(batch)) return;
+        // Each member in a transaction of its own; one that has the batch
+        // already (a redelivery, or the shared transaction) skips it.
         for (auto* m : g.members) m->impl_->handle(batch, verdicts);
       },
       [&g](const delivery& d, const std::string& error) {
@@ -557,6 +637,7 @@ void projector_group::stop() {
     }
     m->impl_->views.reset();
   }
+  g.views.reset();
   g.sub.reset();
 }
 

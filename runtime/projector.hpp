@@ -52,6 +52,10 @@ struct projector_options {
   /// written, before the commit; returning true ends the projector there as
   /// a crash would (transaction rolled back, nothing acknowledged).
   std::function<bool(const std::vector<recorded_event>&)> crash_before_commit;
+  /// projector_group only: every member's part of a batch, views and
+  /// checkpoints, in one transaction (one commit per batch instead of one
+  /// per member). Any error hands the batch to the members one by one.
+  bool shared_transaction = true;
 };
 
 struct projection_status {
@@ -105,11 +109,13 @@ class projector {
 };
 
 /// Projectors fed by one durable consumer instead of one each: a batch is
-/// fetched and decoded once and handed to each member in turn, which folds
-/// it in its own transaction against its own checkpoint - so every view
-/// stays exactly once and equal to a rebuild, exactly as when it consumes
-/// alone. Every consumer reads every event (the position chain needs
-/// them), so five projectors cost five deliveries per event, five
+/// fetched and decoded once, and every member folds its part against its
+/// own checkpoint, all in one transaction (shared_transaction) - so every
+/// view stays exactly once and equal to a rebuild, exactly as when it
+/// consumes alone. After an error (a row PostgreSQL refuses, a lost
+/// connection) or for a member far behind, the batch goes to each member in
+/// a transaction of its own, which isolates and parks the bad event. Every consumer reads every
+/// event (the position chain needs them), so five projectors cost five deliveries per event, five
 /// connections and ten threads; grouped they cost one. A member behind the
 /// group's consumer (one added later) fills the gap from the event store,
 /// as after any gap. The price: members advance together, so one that

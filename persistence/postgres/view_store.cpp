@@ -289,6 +289,37 @@ void view_store::commit(std::string_view checkpoint, global_position position) {
   in_transaction_ = false;
 }
 
+std::vector<global_position> view_store::begin(std::span<const std::string> checkpoints) {
+  auto& c = *connection_;
+  std::string values, names;
+  for (const auto& name : checkpoints) {
+    auto quoted = c.quote(name);
+    values += (values.empty() ? "(" : ", (") + quoted + ", 0)";
+    names += (names.empty() ? "" : ", ") + quoted;
+  }
+  in_transaction_ = true;
+  // Locked in name order, as every other locker of several would.
+  auto rows = c.exec("BEGIN; INSERT INTO troupe_checkpoints (name, position) VALUES " + values +
+                     " ON CONFLICT DO NOTHING; SELECT name, position FROM troupe_checkpoints "
+                     "WHERE name IN (" +
+                     names + ") ORDER BY name FOR UPDATE");
+  std::vector<global_position> positions(checkpoints.size());
+  for (int r = 0; r < rows.size(); ++r)
+    for (std::size_t i = 0; i < checkpoints.size(); ++i)
+      if (rows.text(r, 0) == checkpoints[i]) positions[i] = global_position{rows.integer(r, 1)};
+  return positions;
+}
+
+void view_store::commit(std::span<const std::pair<std::string, global_position>> checkpoints) {
+  auto& c = *connection_;
+  std::string sql;
+  for (const auto& [name, position] : checkpoints)
+    sql += "UPDATE troupe_checkpoints SET position = " + std::to_string(position.value) +
+           ", updated_at = now() WHERE name = " + c.quote(name) + "; ";
+  c.exec(sql + "COMMIT");
+  in_transaction_ = false;
+}
+
 void view_store::rollback() {
   in_transaction_ = false;
   try {

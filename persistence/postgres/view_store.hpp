@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "persistence/types.hpp"
@@ -72,6 +73,12 @@ class view_store {
   void park(const dead_letter& letter);
   /// Moves the checkpoint to `position` and commits.
   void commit(std::string_view checkpoint, global_position position);
+  /// Several checkpoints in one transaction (projectors sharing a consumer):
+  /// starts it and locks them all, creating missing ones at 0; their
+  /// positions, in the order given.
+  std::vector<global_position> begin(std::span<const std::string> checkpoints);
+  /// Moves each named checkpoint to its position and commits.
+  void commit(std::span<const std::pair<std::string, global_position>> checkpoints);
   void rollback();
 
   /// Every row of a table, each as its columns' text joined by '|', sorted:
