@@ -288,6 +288,34 @@ TEST_F(ProjectionTest, APoisonEventIsParkedAfterItsRetriesAndTheRestApplies) {
                std::runtime_error);
 }
 
+TEST_F(ProjectionTest, GroupedProjectorsParkAPoisonEventEachInTheirSharedTransaction) {
+  append("order-ok1", 0, order_placed{"ok1", "u", {{"b", 1, 100}}, 100, 1});
+  auto bad = append_raw("order-bad", 0, "order_placed", 1, R"({"order_id": 42})");
+  auto last = append("order-ok2", 0, order_placed{"ok2", "u", {{"b", 1, 100}}, 100, 2});
+  start_publisher();
+  auto o = projector_settings();
+  o.max_attempts = 2;
+  projector orders(order_summary_projection(), store, o);
+  projector by_buyer(orders_by_buyer_projection(), store, o);
+  projector sales(sales_by_book_projection(), store, o);  // has no use for order_placed
+  projector_group group({&orders, &by_buyer, &sales}, o);
+  group.start();
+  for (auto* p : {&orders, &by_buyer, &sales})
+    ASSERT_TRUE(p->wait_until(last.last_position, std::chrono::seconds{30}))
+        << p->definition().name << ": " << p->status().stalled;
+  group.stop();
+  EXPECT_EQ(count("SELECT count(*) FROM troupe_views.order_summary"), 2);
+  postgres::view_store vs(url);
+  EXPECT_EQ(sales.status().dead_letters, 0);
+  for (auto* p : {&orders, &by_buyer}) {
+    EXPECT_EQ(p->status().dead_letters, 1) << p->definition().name;
+    auto letters = vs.dead_letters(projector::checkpoint_name(p->definition().name));
+    ASSERT_EQ(letters.size(), 1u) << p->definition().name;
+    EXPECT_EQ(letters[0].event.position, bad.last_position);
+    EXPECT_EQ(letters[0].attempts, 2);
+  }
+}
+
 TEST_F(ProjectionTest, AProjectorKilledMidBatchResumesAndEqualsARebuild) {
   auto last = seed_history(40);
   start_publisher();
