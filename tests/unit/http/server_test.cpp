@@ -118,6 +118,40 @@ TEST(Server, HeadGetsTheHeaderOfTheAnswerWithoutItsBody) {
   EXPECT_TRUE(out.ends_with("\r\n\r\n")) << out;
 }
 
+TEST(Server, AnswersAreFramedForKeepAliveAndHttp10AndTheirHeadersStayOneLineEach) {
+  server s(small_limits(), [](request&& r, responder reply) {
+    response res{r.path == "/created" ? 201 : 200, "application/json",
+                 "{\"path\":\"" + r.path + "\"}"};
+    res.headers.push_back({"etag", "\"7\""});
+    res.headers.push_back({"x-note", "split\r\nSet-Cookie: injected"});
+    reply(std::move(res));
+  });
+  s.start();
+  // Two requests on one HTTP/1.1 connection: both answered, the first
+  // kept open (no Connection header), the second closed as asked.
+  auto out = raw_exchange(s.port(),
+                          "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "GET /created HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  auto second = out.find("HTTP/1.1 201 Created\r\n");
+  ASSERT_NE(second, std::string::npos) << out;
+  auto first = out.substr(0, second);
+  EXPECT_EQ(
+      first.rfind("HTTP/1.1 200 OK\r\nServer: troupe\r\nContent-Type: application/json\r\n", 0), 0u)
+      << first;
+  EXPECT_NE(first.find("\r\netag: \"7\"\r\n"), std::string::npos) << first;
+  EXPECT_NE(first.find("\r\nContent-Length: 13\r\n\r\n{\"path\":\"/a\"}"), std::string::npos)
+      << first;
+  EXPECT_EQ(first.find("Connection:"), std::string::npos) << first;
+  EXPECT_EQ(first.find("\r\nSet-Cookie"), std::string::npos) << "a header value broke its line";
+  EXPECT_NE(out.find("Connection: close\r\n", second), std::string::npos) << out;
+  EXPECT_TRUE(out.ends_with("{\"path\":\"/created\"}")) << out;
+  // HTTP/1.0 asking to be kept open is told so, in its own version.
+  auto old = raw_exchange(s.port(), "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                          std::chrono::milliseconds{300});
+  EXPECT_EQ(old.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << old;
+  EXPECT_NE(old.find("Connection: keep-alive\r\n"), std::string::npos) << old;
+}
+
 TEST(Server, AGracefulStopDeliversTheAnswerInFlight) {
   std::thread late;
   server s(small_limits(), [&late](request&&, responder reply) {
