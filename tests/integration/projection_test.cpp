@@ -150,6 +150,26 @@ class ProjectionTest : public ::testing::Test {
     postgres::view_store vs(url);
     return vs.scalar(sql);
   }
+
+  /// Each projector's live view equals a rebuild of it from the log.
+  void expect_equal_to_rebuilds(std::initializer_list<projector*> projectors) {
+    for (auto* p : projectors) {
+      auto live = dump(p->definition());
+      rebuild_options r;
+      r.postgres_url = url;
+      ASSERT_TRUE(rebuild_projection(p->definition(), *store, r).swapped);
+      EXPECT_EQ(dump(p->definition()), live) << p->definition().name << " differs from a rebuild";
+    }
+  }
+
+  /// `o` with a crash before the third commit it would make.
+  static projector_options crashing_at_third_commit(projector_options o) {
+    auto commits = std::make_shared<std::atomic<int>>(0);
+    o.crash_before_commit = [commits](const std::vector<recorded_event>&) {
+      return ++*commits == 3;
+    };
+    return o;
+  }
 };
 
 TEST_F(ProjectionTest, LiveViewsFollowTheLogAndEqualARebuild) {
@@ -349,9 +369,7 @@ TEST_F(ProjectionTest, ProjectorsSharingAConsumerStayExactlyOnceThroughACrashAnd
   o.subscription.max_in_flight = 25;
   // The second member dies before committing the third batch, after the
   // first member committed it: redelivered, the first must skip it.
-  auto crashing = o;
-  std::atomic<int> batches{0};
-  crashing.crash_before_commit = [&](const std::vector<recorded_event>&) { return ++batches == 3; };
+  auto crashing = crashing_at_third_commit(o);
   {
     projector books(book_catalog_projection(), store, o);
     projector orders(order_summary_projection(), store, crashing);
@@ -393,13 +411,7 @@ TEST_F(ProjectionTest, ProjectorsSharingAConsumerStayExactlyOnceThroughACrashAnd
   EXPECT_GT(sales.status().batches, books.status().batches)
       << "its long gap took more than one transaction";
   group.stop();
-  for (auto* p : {&books, &orders, &sales}) {
-    auto live = dump(p->definition());
-    rebuild_options r;
-    r.postgres_url = url;
-    ASSERT_TRUE(rebuild_projection(p->definition(), *store, r).swapped);
-    EXPECT_EQ(dump(p->definition()), live) << p->definition().name << " differs from a rebuild";
-  }
+  expect_equal_to_rebuilds({&books, &orders, &sales});
 }
 
 TEST_F(ProjectionTest, GroupedProjectorsCommitEachBatchTogetherSoACrashTakesItFromAll) {
@@ -407,9 +419,7 @@ TEST_F(ProjectionTest, GroupedProjectorsCommitEachBatchTogetherSoACrashTakesItFr
   start_publisher();
   auto o = projector_settings();
   o.subscription.max_in_flight = 25;
-  auto crashing = o;
-  std::atomic<int> batches{0};
-  crashing.crash_before_commit = [&](const std::vector<recorded_event>&) { return ++batches == 3; };
+  auto crashing = crashing_at_third_commit(o);
   {
     projector books(book_catalog_projection(), store, o);
     projector orders(order_summary_projection(), store, crashing);
@@ -431,13 +441,7 @@ TEST_F(ProjectionTest, GroupedProjectorsCommitEachBatchTogetherSoACrashTakesItFr
     ASSERT_TRUE(p->wait_until(last, std::chrono::seconds{30}))
         << p->definition().name << ": " << p->status().stalled;
   group.stop();
-  for (auto* p : {&books, &orders}) {
-    auto live = dump(p->definition());
-    rebuild_options r;
-    r.postgres_url = url;
-    ASSERT_TRUE(rebuild_projection(p->definition(), *store, r).swapped);
-    EXPECT_EQ(dump(p->definition()), live) << p->definition().name << " differs from a rebuild";
-  }
+  expect_equal_to_rebuilds({&books, &orders});
 }
 
 TEST_F(ProjectionTest, AnInterruptedRebuildResumesWhileTheOldViewKeepsServing) {
