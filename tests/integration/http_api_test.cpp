@@ -428,6 +428,17 @@ TEST_F(HttpApi, OrdersArePlacedAndTheSagaMovesTheirStatus) {
   })) << mine.get("/api/v1/orders/" + order_id).body;
   EXPECT_EQ(a.get("/api/v1/books/" + book_id).json().at("stock"), 0);
   EXPECT_EQ(mine.get("/api/v1/accounts/" + me).json().at("authorised_total"), 3000);
+  // The saga's records, as /metrics counts them (summed over partitions):
+  // its inputs were stored, and the first answer of its last round (commit
+  // and capture) was deferred into the next record.
+  auto metrics = anonymous().get("/metrics").body;
+  auto sample = [&](const std::string& family) {
+    auto key = family + "{saga=\"orderfulfilment\"} ";
+    auto at = metrics.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + key.size()));
+  };
+  EXPECT_GT(sample("troupe_saga_input_records_total"), 0) << metrics;
+  EXPECT_GT(sample("troupe_saga_deferred_answers_total"), 0) << metrics;
   EXPECT_EQ(buyer("snoop").get("/api/v1/orders/" + order_id).status, 403);
 
   // Out of stock now: the saga cancels the next order.
