@@ -101,6 +101,30 @@ struct saga_host_stats {
   std::map<std::string, std::int64_t> live_by_status;
   double completion_p50_ms = 0;
   double completion_p99_ms = 0;
+
+  /// Adds another partition's figures (the percentiles: the worse one).
+  /// Next to the fields so that a new one is summed too: /metrics sums
+  /// partitions, and a field left out there read 0.
+  saga_host_stats& operator+=(const saga_host_stats& other) {
+    live_instances += other.live_instances;
+    started += other.started;
+    finished += other.finished;
+    inputs += other.inputs;
+    timeouts_fired += other.timeouts_fired;
+    dead_letters += other.dead_letters;
+    commands_sent += other.commands_sent;
+    recovered += other.recovered;
+    wrong_new_guesses += other.wrong_new_guesses;
+    deliveries += other.deliveries;
+    registry_rows += other.registry_rows;
+    inputs_queued += other.inputs_queued;
+    input_records += other.input_records;
+    deferred += other.deferred;
+    for (const auto& [status, count] : other.live_by_status) live_by_status[status] += count;
+    completion_p50_ms = std::max(completion_p50_ms, other.completion_p50_ms);
+    completion_p99_ms = std::max(completion_p99_ms, other.completion_p99_ms);
+    return *this;
+  }
 };
 
 template <saga_definition S>

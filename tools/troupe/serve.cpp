@@ -401,23 +401,7 @@ class saga_partitions_of {
       });
       if (!s) continue;
       if (!sum) sum.emplace();
-      sum->live_instances += s->live_instances;
-      sum->started += s->started;
-      sum->finished += s->finished;
-      sum->inputs += s->inputs;
-      sum->timeouts_fired += s->timeouts_fired;
-      sum->dead_letters += s->dead_letters;
-      sum->commands_sent += s->commands_sent;
-      sum->recovered += s->recovered;
-      sum->wrong_new_guesses += s->wrong_new_guesses;
-      sum->deliveries += s->deliveries;
-      sum->registry_rows += s->registry_rows;
-      sum->inputs_queued += s->inputs_queued;
-      sum->input_records += s->input_records;
-      sum->deferred += s->deferred;
-      for (const auto& [status, count] : s->live_by_status) sum->live_by_status[status] += count;
-      sum->completion_p50_ms = std::max(sum->completion_p50_ms, s->completion_p50_ms);
-      sum->completion_p99_ms = std::max(sum->completion_p99_ms, s->completion_p99_ms);
+      *sum += *s;
     }
     return sum;
   }
