@@ -3,6 +3,13 @@
 #include <set>
 
 namespace bookstore {
+
+void order_placed::upcast(int from_version, boost::json::object& data) {
+  // A v1 order's saga cleared the buyer's basket whatever the order came
+  // from; replayed, it does the same.
+  if (from_version == 1) data["from_basket"] = true;
+}
+
 namespace {
 
 using decision = troupe::decision<order::event>;
@@ -31,7 +38,7 @@ decision handle(const place_order& c, const order_state& s) {
         __builtin_add_overflow(total, line, &total))
       return reject("invalid_amount", "the order total is too large");
   }
-  return events{order_placed{c.order_id, c.buyer_id, c.items, total, c.placed_at}};
+  return events{order_placed{c.order_id, c.buyer_id, c.items, total, c.placed_at, c.from_basket}};
 }
 
 std::string status_name(order_status s) {

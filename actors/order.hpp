@@ -5,6 +5,7 @@
 // changes later. Pure decider; hosted by the runtime's aggregate actor.
 
 #include <boost/describe.hpp>
+#include <boost/json.hpp>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -35,9 +36,11 @@ struct place_order {
   std::string buyer_id;
   std::vector<order_item> items;
   std::int64_t placed_at = 0;  // ms since epoch
+  /// The items are the buyer's basket, which the fulfilment then clears.
+  bool from_basket = false;
   bool operator==(const place_order&) const = default;
 };
-BOOST_DESCRIBE_STRUCT(place_order, (), (order_id, buyer_id, items, placed_at))
+BOOST_DESCRIBE_STRUCT(place_order, (), (order_id, buyer_id, items, placed_at, from_basket))
 
 struct complete_order {
   std::string order_id;
@@ -59,15 +62,19 @@ BOOST_DESCRIBE_STRUCT(cancel_order, (), (order_id, reason, cancelled_at))
 /// Carries the total so no reader ever recomputes (and disagrees on) it.
 struct order_placed {
   static constexpr std::string_view event_type = "order_placed";
-  static constexpr int schema_version = 1;
+  /// v1 did not say where the items came from (its saga always cleared the
+  /// basket: upcast as from_basket); v2 does.
+  static constexpr int schema_version = 2;
+  static void upcast(int from_version, boost::json::object& data);
   std::string order_id;
   std::string buyer_id;
   std::vector<order_item> items;
   std::int64_t total = 0;  // cents
   std::int64_t placed_at = 0;
+  bool from_basket = false;  // the buyer's basket became this order: the saga clears it
   bool operator==(const order_placed&) const = default;
 };
-BOOST_DESCRIBE_STRUCT(order_placed, (), (order_id, buyer_id, items, total, placed_at))
+BOOST_DESCRIBE_STRUCT(order_placed, (), (order_id, buyer_id, items, total, placed_at, from_basket))
 
 /// Carries the buyer, items and total so views (orders by buyer, sales by
 /// book) are folded from this event alone.

@@ -122,15 +122,16 @@ void order_fulfilment::on_event(state& s, const event& e, saga_context& ctx) {
     }
     // The stock, the payment and the basket at once: a refusal of the
     // stock or the payment is undone (released, voided), and the order
-    // waits for one round trip, not three. The basket became the order when
-    // it was placed, so it is cleared whatever becomes of the order (best
-    // effort: an order placed from an item list has none).
+    // waits for one round trip, not three. A basket that became the order
+    // is cleared whatever becomes of the order; one the order did not come
+    // from is the buyer's next one, never touched.
     for (const auto& item : placed->items)
       send<book>(s, ctx, "reserve:" + item.book_id, item.book_id,
                  reserve_stock{item.book_id, s.order_id, item.quantity});
     send<finance_account>(s, ctx, "authorise", s.buyer_id,
                           authorise_payment{s.buyer_id, s.order_id, s.total});
-    send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
+    if (placed->from_basket)
+      send<basket>(s, ctx, "clear-basket", s.buyer_id, delete_basket{s.buyer_id});
     return;
   }
   const auto& cancelled = std::get<order_cancelled>(e);
@@ -157,8 +158,7 @@ void order_fulfilment::on_step(state& s, const step_result& r, saga_context& ctx
   if (step.starts_with("reserve:")) {
     on_reserved(s, r, step.substr(8), ctx);
   } else if (step == "clear-basket") {
-    // Best effort, whatever the answer: an order placed from an item list
-    // has no basket.
+    // Best effort, whatever the answer (the buyer may have deleted it).
     after_reserving_step(s, ctx);
     after_compensation_step(s, ctx);
   } else if (step == "authorise") {

@@ -561,7 +561,8 @@ void bookstore_api::impl::add_shopping_routes() {
         if (!valid_id(c, "order", "order_id", order_id) ||
             !valid_id(c, "basket", "buyer_id", buyer))
           return;
-        auto place = [this, c, orders, order_id, buyer](std::vector<line_input> lines) {
+        auto place = [this, c, orders, order_id, buyer](std::vector<line_input> lines,
+                                                        bool from_basket) {
           if (lines.empty())
             return c->reply(problem(422, "items-required", "the order has no items"));
           if (lines.size() > max_lines)
@@ -587,49 +588,49 @@ void bookstore_api::impl::add_shopping_routes() {
                           {{"items[" + std::to_string(i) + "].book_id", "is not a valid id"}}));
           }
           for (std::size_t i = 0; i < lines.size(); ++i) {
-            quote_price(
-                lines[i].book_id, [this, c, q, i, orders, order_id, buyer](price_quote quote) {
-                  bool last = false;
-                  {
-                    std::lock_guard lock{q->mutex};
-                    if (quote.failed)
-                      q->failed = true;
-                    else if (quote.cents)
-                      q->items[i].unit_price = *quote.cents;
-                    else if (q->missing.empty())
-                      q->missing = q->items[i].book_id;
-                    last = --q->left == 0;
-                  }
-                  if (!last) return;
-                  if (q->failed)
-                    return c->reply(
-                        problem(503, "store-unavailable", "book prices could not be read; retry"));
-                  if (!q->missing.empty())
-                    return c->reply(problem(422, "unknown-book",
-                                            "book '" + q->missing + "' is not in the catalog"));
-                  auto items = q->items;
-                  run_command(c,
-                              // A new order id: its aggregate need not read
-                              // a stream that is almost surely empty.
-                              node::make_envelope<order>(
-                                  order_id, place_order{order_id, buyer, items, now_ms()},
-                                  {.creates_stream = true}),
-                              command_reply{201,
-                                            [order_id, buyer, items](const command_result&) {
-                                              std::int64_t total = 0;
-                                              for (const auto& i : items)
-                                                total += i.quantity * i.unit_price;
-                                              return json::object{{"order_id", order_id},
-                                                                  {"buyer_id", buyer},
-                                                                  {"status", "placed"},
-                                                                  {"items", lines_json(items)},
-                                                                  {"total", total}};
-                                            },
-                                            orders + "/" + order_id});
-                });
+            quote_price(lines[i].book_id, [this, c, q, i, orders, order_id, buyer,
+                                           from_basket](price_quote quote) {
+              bool last = false;
+              {
+                std::lock_guard lock{q->mutex};
+                if (quote.failed)
+                  q->failed = true;
+                else if (quote.cents)
+                  q->items[i].unit_price = *quote.cents;
+                else if (q->missing.empty())
+                  q->missing = q->items[i].book_id;
+                last = --q->left == 0;
+              }
+              if (!last) return;
+              if (q->failed)
+                return c->reply(
+                    problem(503, "store-unavailable", "book prices could not be read; retry"));
+              if (!q->missing.empty())
+                return c->reply(problem(422, "unknown-book",
+                                        "book '" + q->missing + "' is not in the catalog"));
+              auto items = q->items;
+              run_command(c,
+                          // A new order id: its aggregate need not read
+                          // a stream that is almost surely empty.
+                          node::make_envelope<order>(
+                              order_id, place_order{order_id, buyer, items, now_ms(), from_basket},
+                              {.creates_stream = true}),
+                          command_reply{201,
+                                        [order_id, buyer, items](const command_result&) {
+                                          std::int64_t total = 0;
+                                          for (const auto& i : items)
+                                            total += i.quantity * i.unit_price;
+                                          return json::object{{"order_id", order_id},
+                                                              {"buyer_id", buyer},
+                                                              {"status", "placed"},
+                                                              {"items", lines_json(items)},
+                                                              {"total", total}};
+                                        },
+                                        orders + "/" + order_id});
+            });
           }
         };
-        if (input->items) return place(*input->items);
+        if (input->items) return place(*input->items, false);
         with_state(c, "basket", buyer, [c, place](const json::object* s, stream_version) {
           std::vector<line_input> lines;
           if (s != nullptr && s->at("exists").as_bool())
@@ -639,7 +640,7 @@ void bookstore_api::impl::add_shopping_routes() {
           if (lines.empty())
             return c->reply(
                 problem(422, "basket-empty", "no items given and the buyer's basket is empty"));
-          place(std::move(lines));
+          place(std::move(lines), true);
         });
       }});
   routes.add(

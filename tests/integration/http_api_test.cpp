@@ -133,7 +133,7 @@ TEST_F(HttpApi, HealthReadinessMetricsAndEventCatalogAnswer) {
     if (e.at("type") != "order_placed") continue;
     found = true;
     EXPECT_EQ(e.at("producer"), "order");
-    EXPECT_EQ(e.at("schema_version"), 1);
+    EXPECT_EQ(e.at("schema_version"), 2);  // v2 says whether it came from the basket
     auto has = [](const json::value& list, std::string_view name) {
       for (const auto& x : list.as_array())
         if (x.is_string() && x.as_string() == name) return true;
@@ -403,6 +403,39 @@ TEST_F(HttpApi, ABuyerReachesOnlyTheirOwnBasket) {
 
   EXPECT_EQ(mine.request("DELETE", "/api/v1/baskets/" + me).status, 200);
   EXPECT_EQ(mine.get("/api/v1/baskets/" + me).status, 404);
+}
+
+TEST_F(HttpApi, AnOrderFromAnItemListLeavesTheBasketAndOneFromTheBasketClearsIt) {
+  auto a = admin();
+  auto kept = make_book(a, 700, 10);
+  auto ordered = make_book(a, 900, 10);
+  auto me = unique("buyer");
+  ASSERT_EQ(a.post("/api/v1/accounts", body({{"buyer_id", me}, {"credit_limit", 100000}})).status,
+            201);
+  auto mine = buyer(me);
+  ASSERT_EQ(
+      mine.request("PUT", "/api/v1/baskets/" + me,
+                   body({{"items", json::array{json::object{{"book_id", kept}, {"quantity", 1}}}}}))
+          .status,
+      200);
+  auto completed = [&](const integration::http_reply& placed) {
+    std::string id(placed.json().at("order_id").as_string());
+    return eventually(
+        [&] { return mine.get("/api/v1/orders/" + id).json().at("status") == "completed"; });
+  };
+  auto from_items = mine.post(
+      "/api/v1/orders",
+      body({{"items", json::array{json::object{{"book_id", ordered}, {"quantity", 1}}}}}));
+  ASSERT_EQ(from_items.status, 201) << from_items.body;
+  ASSERT_TRUE(completed(from_items));
+  auto basket = mine.get("/api/v1/baskets/" + me);
+  ASSERT_EQ(basket.status, 200) << "the saga of an item-list order deleted the basket";
+  EXPECT_EQ(basket.json().at("items").at(0).at("book_id").as_string(), kept);
+
+  auto from_basket = mine.post("/api/v1/orders", body({}));
+  ASSERT_EQ(from_basket.status, 201) << from_basket.body;
+  ASSERT_TRUE(completed(from_basket));
+  EXPECT_EQ(mine.get("/api/v1/baskets/" + me).status, 404) << "the basket became the order";
 }
 
 TEST_F(HttpApi, OrdersArePlacedAndTheSagaMovesTheirStatus) {

@@ -114,17 +114,21 @@ class SagaTest : public ::testing::Test {
 
   /// An order of one copy each of b1, b2 and b3: five parallel steps in the
   /// fulfilment's first round (three reservations, the payment, the basket).
-  /// From a basket saved first (its clearing then accepted, as the other
-  /// steps), unless `with_basket` is false (its clearing refused).
+  /// Placed from the buyer's basket, saved first (its clearing then
+  /// accepted, as the other steps), unless `with_basket` is false (the
+  /// basket gone by then: its clearing refused).
   void place_three_book_order(const std::string& order_id, const std::string& buyer,
                               bool with_basket = true) {
     if (with_basket) {
       auto saved = n->execute<basket>(buyer, save_basket{buyer, {{"b1", 1}, {"b2", 1}, {"b3", 1}}});
       ASSERT_TRUE(saved.ok()) << saved.reason.message;
     }
-    auto placed = n->execute<order>(
-        order_id,
-        place_order{order_id, buyer, {{"b1", 1, 500}, {"b2", 1, 500}, {"b3", 1, 500}}, 1});
+    auto placed =
+        n->execute<order>(order_id, place_order{order_id,
+                                                buyer,
+                                                {{"b1", 1, 500}, {"b2", 1, 500}, {"b3", 1, 500}},
+                                                1,
+                                                /*from_basket=*/true});
     ASSERT_TRUE(placed.ok()) << placed.reason.message;
   }
 

@@ -16,7 +16,8 @@ using namespace std::chrono_literals;
 using steps = std::vector<std::string>;
 
 const std::vector<order_item> two_books{{"b1", 2, 1000}, {"b2", 1, 500}};
-const order_placed placed{"o1", "u1", two_books, 2500, 1'700'000'000'000};
+// Placed from the buyer's basket (the checkout); see the item-list test.
+const order_placed placed{"o1", "u1", two_books, 2500, 1'700'000'000'000, true};
 
 template <class D>
 typename D::command as(typename D::command c) {
@@ -45,6 +46,29 @@ TEST(OrderFulfilment, PlacingReservesAuthorisesAndClearsTheBasketAtOnce) {
             as<finance_account>(authorise_payment{"u1", "o1", 2500}));
   EXPECT_EQ(spec.sent_step("authorise")->stream_id, "finance-u1");
   EXPECT_EQ(spec.status(), "reserving");
+}
+
+TEST(OrderFulfilment, AnOrderPlacedFromAnItemListLeavesTheBuyersBasketAlone) {
+  auto from_items = placed;
+  from_items.from_basket = false;
+  saga_spec<order_fulfilment> spec;
+  spec.when(from_items);
+  EXPECT_EQ(spec.sent_steps(), (steps{"reserve:b1", "reserve:b2", "authorise"}));
+  spec.accept("reserve:b1").accept("reserve:b2").accept("authorise");
+  EXPECT_EQ(spec.status(), "completing") << "it waits for no basket";
+  spec.accept("complete");
+  EXPECT_EQ(spec.status(), "settling");
+}
+
+TEST(OrderPlaced, AVersion1EventIsUpcastAsPlacedFromTheBasket) {
+  // What v1 sagas did with every order: clear the buyer's basket.
+  boost::json::object v1{{"order_id", "o1"},
+                         {"buyer_id", "u1"},
+                         {"items", boost::json::array{}},
+                         {"total", 0},
+                         {"placed_at", 1}};
+  order_placed::upcast(1, v1);
+  EXPECT_EQ(v1.at("from_basket"), true);
 }
 
 TEST(OrderFulfilment, CompletesOnceStockPaymentAndBasketAreAnswered) {

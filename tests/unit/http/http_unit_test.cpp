@@ -89,7 +89,8 @@ TEST(Request, QueryParametersAreDecoded) {
 TEST(JsonInput, NamesEveryBadFieldWithItsPath) {
   auto v = json::parse(
       R"({"order_id":"o","buyer_id":7,"items":[{"book_id":"b","quantity":1,"unit_price":2},
-          {"book_id":"c","quantity":"two","unit_price":2,"colour":"red"}],"placed_at":1.5})");
+          {"book_id":"c","quantity":"two","unit_price":2,"colour":"red"}],"placed_at":1.5,
+          "from_basket":false})");
   auto decoded = decode_json<bookstore::place_order>(v);
   ASSERT_FALSE(decoded);
   std::map<std::string, std::string> errors;
