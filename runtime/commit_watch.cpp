@@ -42,7 +42,7 @@ struct commit_watch::impl {
   std::uint64_t next_ticket = 1;
   // Read without the mutex by committed(): nobody waiting is the common
   // case and costs a commit nothing more than this load (and the signal's
-  // two loads).
+  // one).
   std::atomic<std::size_t> count{0};
   std::atomic<std::int64_t> refused{0};
   std::shared_ptr<wakeup_signal> signal = std::make_shared<wakeup_signal>();

@@ -49,7 +49,7 @@ class commit_watch {
 
   /// A commit of `stream_id` up to `version`: wakes its waiters below it,
   /// in one pass over that stream's waiters, and notifies signal(). Costs
-  /// three atomic loads when nobody waits on the node; while anybody does,
+  /// two atomic loads when nobody waits on the node; while anybody does,
   /// a lock and a lookup.
   void committed(std::string_view stream_id, std::int64_t version);
 

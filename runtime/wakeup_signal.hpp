@@ -4,10 +4,11 @@
 // publisher, between rounds that found nothing to publish). A notify that
 // comes before the wait is not lost: the next wait returns at once.
 //
-// notify() costs two atomic loads while a notify is already pending (the
-// steady state when nobody waits: publisher.wake_on_commit is off), one
-// store more otherwise, and takes a lock only while the waiter sleeps, so
-// it sits on the command path without every commit writing a shared line.
+// notify() costs one atomic load while a notify is already pending (the
+// steady state between the waiter's waits, and whenever nobody waits), and
+// only the call that makes it pending writes the flag and, if the waiter
+// sleeps, takes the lock - so it sits on the command path without every
+// commit writing a shared line or queueing on the waiter's mutex.
 
 #include <atomic>
 #include <chrono>
@@ -20,8 +21,9 @@ class wakeup_signal {
  public:
   void notify() {
     // Already pending: a wait that has not yet consumed it will return and
-    // look after this moment, so storing it again adds nothing.
-    if (!pending_.load()) pending_.store(true);
+    // look after this moment, and whoever made it pending woke the waiter,
+    // so this call has nothing to add - no store, no lock.
+    if (pending_.load() || pending_.exchange(true)) return;
     if (waiting_.load()) {
       std::lock_guard lock(mutex_);
       woken_.notify_one();
