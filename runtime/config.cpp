@@ -48,6 +48,13 @@ const std::vector<setting>& schema() {
        {},
        "long polls (reads waiting for a stream to change) at once; beyond: answered at once"},
       {"runtime.threads", value_kind::integer, 0, 256, {}, "actor scheduler threads; 0 = cores"},
+      {"runtime.idle_poll_sleeps",
+       value_kind::integer,
+       0,
+       100000,
+       {},
+       "times an idle scheduler thread sleeps 50 us and polls again before it waits to be "
+       "woken (CAF's default: 500)"},
       {"aggregate.idle_timeout_ms",
        value_kind::integer,
        1,

@@ -136,6 +136,13 @@ void node::start() {
   // CAF defaults to 4 threads whatever the core count; more threads than
   // cores only adds stealing overhead.
   im.system_config->set("scheduler.max-threads", static_cast<std::size_t>(threads));
+  // An idle CAF worker spins briefly, then by default sleeps 50 us and
+  // polls again 500 times before it waits to be woken. Each of those sleeps
+  // is a context switch, costly in a VM, and between bursts of work (any
+  // load short of saturation) they added up to more CPU than the work:
+  // place-complete peaked 18 % higher without them (docs/benchmarks.md).
+  im.system_config->set("work-stealing.moderate-poll-attempts",
+                        static_cast<std::size_t>(im.cfg.integer("runtime.idle_poll_sleeps")));
   im.system = std::make_unique<caf::actor_system>(*im.system_config);
   im.region = detail::spawn_region(*im.system, &im.context);
   {
