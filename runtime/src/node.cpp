@@ -140,7 +140,8 @@ void node::start() {
   // polls again 500 times before it waits to be woken. Each of those sleeps
   // is a context switch, costly in a VM, and between bursts of work (any
   // load short of saturation) they added up to more CPU than the work:
-  // place-complete peaked 18 % higher without them (docs/benchmarks.md).
+  // place-complete peaked 16 % higher without them (medians of 10
+  // interleaved runs, docs/benchmarks.md).
   im.system_config->set("work-stealing.moderate-poll-attempts",
                         static_cast<std::size_t>(im.cfg.integer("runtime.idle_poll_sleeps")));
   im.system = std::make_unique<caf::actor_system>(*im.system_config);
