@@ -164,6 +164,12 @@ global_position view_store::begin(std::string_view checkpoint) {
 void view_store::write(const view::view_changes& changes, std::string_view schema) {
   using kind = view::row_change::kind;
   auto& c = *connection_;
+  // Every statement of the batch goes in one string, one round trip: sent
+  // one by one (a projector group's batch held ten or so), each was a
+  // context switch of this thread and of the server's backend. The arrays
+  // travel as quoted literals instead of parameters; an error stops the
+  // string at the failing statement and aborts the transaction, as before.
+  std::string script;
   auto tables = changes.tables();
   for (std::size_t t = 0; t < tables.size(); ++t) {
     const auto& rows = changes.changes_of(t);
@@ -195,11 +201,9 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
     }
     if (any_delete) {
       std::string sql = "DELETE FROM " + target + " AS t USING unnest(";
-      std::vector<std::string> params;
       for (std::size_t k = 0; k < keys; ++k) {
         key_arrays[k].push_back('}');
-        params.push_back(std::move(key_arrays[k]));
-        sql += (k ? ", $" : "$") + std::to_string(k + 1) + "::" + array_type(table.columns[k].type);
+        sql += (k ? ", " : "") + c.quote(key_arrays[k]) + "::" + array_type(table.columns[k].type);
       }
       sql += ") AS u(";
       for (std::size_t k = 0; k < keys; ++k) sql += (k ? ", k" : "k") + std::to_string(k);
@@ -207,7 +211,7 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
       for (std::size_t k = 0; k < keys; ++k)
         sql += (k ? " AND t." : "t.") + quote_ident(table.columns[k].name) + " = u.k" +
                std::to_string(k);
-      c.exec_params(sql, params);
+      script += sql + ";\n";
     }
     for (const auto& [signature, members] : groups) {
       const auto& first = members.front()->second;
@@ -242,7 +246,7 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
       std::string unnest;
       for (std::size_t i = 0; i < columns.size(); ++i) {
         names += (i ? ", " : "") + quote_ident(table.columns[columns[i]].name);
-        unnest += (i ? ", $" : "$") + std::to_string(i + 1) +
+        unnest += (i ? ", " : "") + c.quote(arrays[i]) +
                   "::" + array_type(table.columns[columns[i]].type);
       }
       std::string sql = "INSERT INTO " + target + " AS t (" + names + ") SELECT * FROM unnest(" +
@@ -266,9 +270,10 @@ void view_store::write(const view::view_changes& changes, std::string_view schem
           comma = true;
         }
       }
-      c.exec_params(sql, arrays);
+      script += sql + ";\n";
     }
   }
+  if (!script.empty()) c.exec(script);
 }
 
 void view_store::park(const dead_letter& letter) {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -19,6 +20,7 @@
 #include "actors/bookstore.hpp"
 #include "actors/projections.hpp"
 #include "persistence/postgres/migrations.hpp"
+#include "persistence/postgres/pg_connection.hpp"
 #include "persistence/postgres/view_store.hpp"
 #include "persistence/postgres_event_store.hpp"
 #include "persistence/sync.hpp"
@@ -224,6 +226,59 @@ TEST_F(ProjectionTest, LiveViewsFollowTheLogAndEqualARebuild) {
   }
   EXPECT_EQ(count("SELECT count(*) FROM troupe_views.book_catalog_view"), 2)
       << "the SQL view must be back over the swapped tables";
+}
+
+// A batch's statements go to PostgreSQL as one string with the arrays as
+// quoted literals: every character a projection may write must come back
+// as written, and a refused row must undo the whole batch.
+TEST_F(ProjectionTest, AViewBatchWritesAwkwardTextExactlyAndFailsAsAWhole) {
+  // pairs first: its statements run before awkward's in a batch.
+  std::vector<view::table> tables{view::table{"pairs", {{"a"}, {"b"}, {"note"}}, 2},
+                                  view::table{"awkward",
+                                              {{"id"},
+                                               {"label"},
+                                               {"doc", view::column_type::jsonb},
+                                               {"n", view::column_type::bigint}}}};
+  const std::vector<std::string> labels{
+      "it's", "back\\slash", "\"quoted\"", "{braces}",  "a,b",      "NULL",
+      "",     "ünï ☃",       "tab\there",  "new\nline", "$1::text", "'; DROP TABLE x; --"};
+  postgres::view_store vs(url);
+  vs.exec(vs.ddl(tables, {}, postgres::view_store::live_schema));
+  vs.exec("BEGIN");
+  view::view_changes changes(tables);
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    auto id = "k" + std::to_string(i) + labels[i];
+    changes.upsert(1, {id}, {{"label", labels[i]}, {"doc", R"({"s": "x'y\\z"})"}});
+    changes.increment(1, {id}, {{"n", static_cast<std::int64_t>(i)}});
+    changes.upsert(0, {labels[i], "b" + labels[i]}, {{"note", labels[i]}});
+  }
+  vs.write(changes);
+  vs.exec("COMMIT");
+
+  std::vector<std::string> expected;
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    expected.push_back("k" + std::to_string(i) + labels[i] + "|" + labels[i] +
+                       R"(|{"s": "x'y\\z"}|)" + std::to_string(i));
+  std::sort(expected.begin(), expected.end());
+  auto rows = vs.dump(tables[1]);
+  std::sort(rows.begin(), rows.end());
+  EXPECT_EQ(rows, expected);
+  EXPECT_EQ(vs.dump(tables[0]).size(), labels.size());
+  EXPECT_EQ(count("SELECT count(*) FROM troupe_views.pairs WHERE a = note AND b = 'b' || a"),
+            static_cast<std::int64_t>(labels.size()));
+
+  // A deletion and an upsert, then a row PostgreSQL refuses (bad JSON), in
+  // one batch: nothing of it stays.
+  vs.exec("BEGIN");
+  view::view_changes bad(tables);
+  bad.remove(0, {labels[0], "b" + labels[0]});
+  bad.upsert(0, {"fresh", "row"}, {{"note", "x"}});
+  bad.upsert(1, {"broken"}, {{"doc", "{not json"}});
+  EXPECT_THROW(vs.write(bad), postgres::pg_error);
+  vs.rollback();
+  EXPECT_EQ(vs.dump(tables[0]).size(), labels.size());
+  EXPECT_EQ(count("SELECT count(*) FROM troupe_views.pairs WHERE a = 'fresh'"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM troupe_views.awkward WHERE id = 'broken'"), 0);
 }
 
 TEST_F(ProjectionTest, AGapInTheStreamIsFilledFromTheLogAndLateDuplicatesAreSkipped) {
