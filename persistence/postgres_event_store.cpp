@@ -447,123 +447,11 @@ struct postgres_event_store::impl {
     rejected_inputs.fetch_add(rejected, std::memory_order_relaxed);
   }
 
-  static constexpr const char* copy_events_sql =
-      "COPY troupe_events (global_position, stream_id, stream_version, event_id, event_type, "
-      "schema_version, data, metadata, recorded_at) FROM STDIN (FORMAT binary)";
-
-  /// The batch's rows in COPY's binary format, at consecutive positions
-  /// from `first_position` in batch order; each command's count and last
-  /// position in `inserted` and `last_position`.
-  static void copy_rows(const std::vector<pending_append>& batch,
-                        const std::vector<std::int64_t>& base, std::int64_t first_position,
-                        postgres::binary_copy& copy, std::vector<std::int64_t>& inserted,
-                        std::vector<std::int64_t>& last_position) {
-    std::size_t bytes = 0;
-    for (const auto& p : batch)
-      for (const auto& e : p.request.events)
-        bytes += e.data.size() + p.metadata_text.size() + p.request.stream_id.size() +
-                 e.type.size() + 96;
-    copy.reserve(bytes + 32);
-    auto position = first_position;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& p = batch[i];
-      const auto& r = p.request;
-      auto version = base[i];
-      for (const auto& e : r.events) {
-        copy.row(9);
-        copy.int8(position++);                // global_position
-        copy.text(r.stream_id);               // stream_id
-        copy.int8(++version);                 // stream_version
-        copy.uuid(e.event_id);                // event_id (validated, normalised)
-        copy.text(e.type);                    // event_type
-        copy.int4(e.schema_version);          // schema_version
-        copy.text(e.data);                    // data (json, validated)
-        copy.text(p.metadata_text);           // metadata (json)
-        copy.timestamptz(p.recorded_micros);  // recorded_at
-      }
-      inserted[i] = static_cast<std::int64_t>(r.events.size());
-      last_position[i] = position - 1;
-    }
-  }
-
-  /// In a fast path's handler of `e`: rolls the batch back and returns
-  /// false when it failed the version check (TR001: the careful path redoes
-  /// it); rethrows anything else.
-  static bool roll_back_failed_copy(postgres::pg_connection& conn, const postgres::pg_error& e) {
-    if (e.connection_lost) throw;  // the outcome is unknown
-    // pg_advisory_unlock_all: a cancelled reservation must not leave the
-    // positions lock held by this session.
-    conn.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
-    if (e.sqlstate == "TR001") return false;
-    throw;
-  }
-
   /// The fast path. Returns false (nothing written) when a command's
-  /// expected version is not in the store. Two round trips, one script:
-  /// BEGIN, the position reservation and the COPY's start; then all rows in
-  /// one buffer, the version check and COMMIT. Each round trip is a wake-up
-  /// of this thread and of the server's backend, which on a busy machine
-  /// costs more than the statements (docs/benchmarks.md). A batch with an
-  /// `any` expectation reads the streams' versions first: copy_batch_stepwise.
+  /// expected version is not in the store. Four round trips: BEGIN with the
+  /// position reservation, COPY (start; all rows in one buffer; end), the
+  /// version check with COMMIT.
   bool copy_batch(postgres::pg_connection& conn, std::vector<pending_append>& batch) {
-    for (const auto& p : batch)
-      if (p.request.expected.which() == expected_version::kind::any)
-        return copy_batch_stepwise(conn, batch);
-    auto mark = std::chrono::steady_clock::now();
-    auto rows = row_count(batch);
-    std::vector<std::int64_t> base(batch.size());
-    std::vector<std::int64_t> inserted(batch.size()), last_position(batch.size());
-    array_literal guard_streams, guard_versions;
-    bool has_guard = false;
-    {
-      std::lock_guard lock{committed_mutex};
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        base[i] = batch[i].request.expected.version().value;
-        if (base[i] > 0 && !committed.exists(batch[i].request.stream_id, base[i])) {
-          guard_streams.quoted(batch[i].request.stream_id);
-          guard_versions.number(base[i]);
-          version_checks.fetch_add(1, std::memory_order_relaxed);
-          has_guard = true;
-        }
-      }
-    }
-    // The unique key stops a stream from being written twice at a version;
-    // the check stops a write that would leave a gap below it. It raises
-    // (TR001) when a version is missing, so COMMIT never runs.
-    std::string script = "BEGIN; SELECT troupe_reserve_positions(" + std::to_string(rows) + "); " +
-                         copy_events_sql + "; ";
-    if (has_guard)
-      script += "SELECT troupe_check_versions(" + conn.quote(guard_streams.finish()) +
-                "::text[], " + conn.quote(guard_versions.finish()) + "::bigint[]); ";
-    script += "COMMIT";
-    postgres::binary_copy copy;
-    try {
-      conn.copy_script(script, [&](const postgres::pg_rows& reserved) -> std::string_view {
-        if (reserved.size() != 1)
-          throw std::runtime_error("troupe_reserve_positions returned no position");
-        copy_rows(batch, base, reserved.integer(0, 0), copy, inserted, last_position);
-        build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-        return copy.finish();
-      });
-      auto done = micros_since(mark);
-      execute_us.fetch_add(done, std::memory_order_relaxed);
-      commit_us.fetch_add(done, std::memory_order_relaxed);
-      std::unordered_map<std::string, std::int64_t> none;
-      finish_results(batch, base, inserted, last_position, none);
-      return true;
-    } catch (const postgres::pg_error& e) {
-      return roll_back_failed_copy(conn, e);
-    } catch (const std::exception&) {
-      conn.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
-      throw;
-    }
-  }
-
-  /// The fast path for a batch with `any` expectations (the streams'
-  /// versions are read inside the transaction first). Five round trips:
-  /// BEGIN with the position reservation, the versions read, COPY (start;
-  /// all rows in one buffer; end), the version check with COMMIT.
-  bool copy_batch_stepwise(postgres::pg_connection& conn, std::vector<pending_append>& batch) {
     auto mark = std::chrono::steady_clock::now();
     auto rows = row_count(batch);
     try {
@@ -580,18 +468,44 @@ struct postgres_event_store::impl {
         for (std::size_t i = 0; i < batch.size(); ++i)
           known[i] = base[i] > 0 && committed.exists(batch[i].request.stream_id, base[i]);
       }
+      std::size_t bytes = 0;
+      for (const auto& p : batch)
+        for (const auto& e : p.request.events)
+          bytes += e.data.size() + p.metadata_text.size() + p.request.stream_id.size() +
+                   e.type.size() + 96;
       postgres::binary_copy copy;
-      copy_rows(batch, base, first_position, copy, inserted, last_position);
+      copy.reserve(bytes + 32);
+      auto position = first_position;
       for (std::size_t i = 0; i < batch.size(); ++i) {
+        const auto& p = batch[i];
+        const auto& r = p.request;
+        auto version = base[i];
+        for (const auto& e : r.events) {
+          copy.row(9);
+          copy.int8(position++);                // global_position
+          copy.text(r.stream_id);               // stream_id
+          copy.int8(++version);                 // stream_version
+          copy.uuid(e.event_id);                // event_id (validated, normalised)
+          copy.text(e.type);                    // event_type
+          copy.int4(e.schema_version);          // schema_version
+          copy.text(e.data);                    // data (json, validated)
+          copy.text(p.metadata_text);           // metadata (json)
+          copy.timestamptz(p.recorded_micros);  // recorded_at
+        }
+        inserted[i] = static_cast<std::int64_t>(r.events.size());
+        last_position[i] = position - 1;
         if (base[i] > 0 && !known[i]) {
-          guard_streams.quoted(batch[i].request.stream_id);
+          guard_streams.quoted(r.stream_id);
           guard_versions.number(base[i]);
           version_checks.fetch_add(1, std::memory_order_relaxed);
           has_guard = true;
         }
       }
       build_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
-      conn.copy_in(copy_events_sql, copy.finish());
+      conn.copy_in(
+          "COPY troupe_events (global_position, stream_id, stream_version, event_id, event_type, "
+          "schema_version, data, metadata, recorded_at) FROM STDIN (FORMAT binary)",
+          copy.finish());
       execute_us.fetch_add(micros_since(mark), std::memory_order_relaxed);
       // The unique key stops a stream from being written twice at a
       // version; the check stops a write that would leave a gap below it.
@@ -606,7 +520,12 @@ struct postgres_event_store::impl {
       finish_results(batch, base, inserted, last_position, none);
       return true;
     } catch (const postgres::pg_error& e) {
-      return roll_back_failed_copy(conn, e);
+      if (e.connection_lost) throw;  // the outcome is unknown
+      // pg_advisory_unlock_all: a cancelled reservation must not leave the
+      // positions lock held by this session.
+      conn.exec("ROLLBACK; SELECT pg_advisory_unlock_all()");
+      if (e.sqlstate == "TR001") return false;
+      throw;
     }
   }
 

@@ -45,11 +45,9 @@ struct postgres_store_stats {
   // Expected versions sent to the database for the existence check; an
   // append expecting a version this store saw committed needs none.
   std::int64_t version_checks = 0;
-  // Where writer time goes, summed over batches (microseconds from the
-  // batch's start to the end of each stage). On the fast path, one script
-  // runs from BEGIN to COMMIT: execute and commit end together.
-  std::int64_t build_us = 0;    // positions reserved, rows built
-  std::int64_t execute_us = 0;  // the rows written
+  // Where writer time goes, summed over batches (microseconds).
+  std::int64_t build_us = 0;    // validating done; building the statement
+  std::int64_t execute_us = 0;  // BEGIN + the append function
   std::int64_t commit_us = 0;   // COMMIT (the fsync)
   std::int64_t deliver_us = 0;  // callbacks
 };

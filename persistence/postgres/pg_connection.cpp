@@ -3,7 +3,6 @@
 #include <libpq-fe.h>
 
 #include <charconv>
-#include <exception>
 
 namespace troupe::postgres {
 
@@ -92,53 +91,6 @@ void pg_connection::copy_in(const std::string& copy_statement, std::string_view 
   PGresult* result = PQgetResult(conn_);
   while (PGresult* extra = PQgetResult(conn_)) PQclear(extra);
   check(result, "COPY failed");
-}
-
-void pg_connection::copy_script(const std::string& script,
-                                const std::function<std::string_view(const pg_rows&)>& data_for) {
-  if (PQsendQuery(conn_, script.c_str()) != 1) fail(nullptr, "query failed");
-  pg_rows rows(nullptr);       // the last rows before the COPY
-  PGresult* error = nullptr;   // the first failure
-  std::exception_ptr refused;  // data_for's own exception
-  bool send_failed = false;
-  while (PGresult* result = PQgetResult(conn_)) {
-    switch (PQresultStatus(result)) {
-      case PGRES_TUPLES_OK: rows = pg_rows(result); break;
-      case PGRES_COMMAND_OK: PQclear(result); break;
-      case PGRES_COPY_IN: {
-        PQclear(result);
-        std::string_view data;
-        if (error == nullptr && !refused) {
-          try {
-            data = data_for(rows);
-          } catch (...) {
-            refused = std::current_exception();
-          }
-        }
-        // Ended either way, so the server moves on (an aborted COPY fails
-        // and the rest of the script is skipped).
-        if (error != nullptr || refused) {
-          PQputCopyEnd(conn_, "aborted by the client");
-        } else if (PQputCopyData(conn_, data.data(), static_cast<int>(data.size())) != 1 ||
-                   PQputCopyEnd(conn_, nullptr) != 1) {
-          send_failed = true;
-        }
-        break;
-      }
-      default:
-        if (error == nullptr)
-          error = result;
-        else
-          PQclear(result);
-    }
-    if (send_failed) break;
-  }
-  if (refused) {
-    if (error != nullptr) PQclear(error);
-    std::rethrow_exception(refused);
-  }
-  if (error != nullptr) fail(error, "query failed");
-  if (send_failed || PQstatus(conn_) != CONNECTION_OK) fail(nullptr, "sending COPY data failed");
 }
 
 binary_copy::binary_copy() {

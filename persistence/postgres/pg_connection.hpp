@@ -6,7 +6,6 @@
 // connection is gone (then the outcome of what was in flight is unknown).
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -91,14 +90,6 @@ class pg_connection {
   /// Runs `copy_statement` (COPY ... FROM STDIN, in the format `data` is
   /// in) and sends `data` in one go.
   void copy_in(const std::string& copy_statement, std::string_view data);
-  /// Runs `script`, a simple query holding one COPY ... FROM STDIN among
-  /// other statements, in two round trips: the statements before the COPY
-  /// run, `data_for` gets the rows of the last of them that returned rows
-  /// and gives the COPY's data (which must outlive the call), then the COPY
-  /// and the statements after it run. The server skips what follows a
-  /// failed statement; the first error is thrown once it is done.
-  void copy_script(const std::string& script,
-                   const std::function<std::string_view(const pg_rows&)>& data_for);
   /// `value` as a quoted SQL literal.
   std::string quote(std::string_view value) const;
 

@@ -13,7 +13,6 @@
 #include "../unit/persistence/event_store_contract.hpp"
 #include "../unit/runtime/counter.hpp"
 #include "persistence/postgres/migrations.hpp"
-#include "persistence/postgres/pg_connection.hpp"
 #include "persistence/sync.hpp"
 #include "pg_env.hpp"
 #include "runtime/node.hpp"
@@ -112,52 +111,6 @@ TEST(PostgresStore, ReadersNeverPassATransactionThatCommitsLate) {
     found = found || after.events[i].position == committed.last_position;
   }
   EXPECT_TRUE(found);
-}
-
-// The append path's two-round-trip script: statements, a COPY whose data
-// depends on an earlier statement's answer, more statements.
-TEST(PostgresConnection, ACopyScriptFeedsItsCopyFromAnEarlierAnswerAndFailsWhole) {
-  postgres::pg_connection conn(postgres_url());
-  auto table = unique("copy_script");
-  conn.exec("CREATE TEMP TABLE " + table + " (n bigint PRIMARY KEY)");
-  auto script = [&](std::int64_t add) {
-    return "BEGIN; SELECT 40 + " + std::to_string(add) + "; COPY " + table +
-           " (n) FROM STDIN (FORMAT text); SELECT 1; COMMIT";
-  };
-  auto count = [&] { return conn.exec("SELECT count(*) FROM " + table).integer(0, 0); };
-
-  std::string data;
-  conn.copy_script(script(2), [&](const postgres::pg_rows& rows) -> std::string_view {
-    auto first = rows.integer(0, 0);  // 42: the answer before the COPY
-    data = std::to_string(first) + "\n" + std::to_string(first + 1) + "\n";
-    return data;
-  });
-  EXPECT_EQ(conn.exec("SELECT string_agg(n::text, ',' ORDER BY n) FROM " + table).text(0, 0),
-            "42,43");
-
-  // A duplicate row: the COPY fails, COMMIT after it never runs.
-  try {
-    conn.copy_script(script(3), [&](const postgres::pg_rows&) -> std::string_view {
-      data = "44\n43\n";
-      return data;
-    });
-    ADD_FAILURE() << "a duplicate key must fail the script";
-  } catch (const postgres::pg_error& e) {
-    EXPECT_EQ(e.sqlstate, "23505") << e.what();
-    EXPECT_FALSE(e.connection_lost);
-  }
-  conn.exec("ROLLBACK");
-  EXPECT_EQ(count(), 2) << "44 went in with the failed COPY and must not stay";
-
-  // The caller refusing to give data: its exception comes out, the COPY is
-  // aborted, and the connection takes the next statement.
-  EXPECT_THROW(conn.copy_script(script(4),
-                                [](const postgres::pg_rows&) -> std::string_view {
-                                  throw std::runtime_error("no data");
-                                }),
-               std::runtime_error);
-  conn.exec("ROLLBACK");
-  EXPECT_EQ(count(), 2);
 }
 
 TEST(PostgresStore, OneBadCommandNeverFailsItsBatchMates) {
