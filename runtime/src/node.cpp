@@ -10,6 +10,7 @@
 #include "runtime/commit_watch.hpp"
 #include "runtime/logging.hpp"
 #include "runtime/src/protocol.hpp"
+#include "runtime/src/scheduler.hpp"
 #include "runtime/uuid.hpp"
 
 namespace troupe {
@@ -144,6 +145,7 @@ void node::start() {
   // higher without them (medians of 10 interleaved runs, benchmarks.md).
   im.system_config->set("work-stealing.moderate-poll-attempts",
                         static_cast<std::size_t>(im.cfg.integer("runtime.idle_poll_sleeps")));
+  detail::use_troupe_scheduler(*im.system_config);
   im.system = std::make_unique<caf::actor_system>(*im.system_config);
   im.region = detail::spawn_region(*im.system, &im.context);
   {
