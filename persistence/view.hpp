@@ -42,16 +42,22 @@ struct column {
 /// A view table, in the `troupe_views` schema. Key columns come first.
 struct table {
   table(std::string table_name, std::vector<column> table_columns, std::size_t key_column_count = 1,
-        std::vector<std::vector<std::string>> secondary_indexes = {})
+        std::vector<std::vector<std::string>> secondary_indexes = {}, int fill_factor = 100)
       : name(std::move(table_name)),
         columns(std::move(table_columns)),
         key_columns(key_column_count),
-        indexes(std::move(secondary_indexes)) {}
+        indexes(std::move(secondary_indexes)),
+        fillfactor(fill_factor) {}
 
   std::string name;
   std::vector<column> columns;
   std::size_t key_columns = 1;
   std::vector<std::vector<std::string>> indexes;  // secondary indexes, by column names
+  /// PostgreSQL's fillfactor (10..100; 100 is its default): room left in
+  /// each page so that an update can stay on the row's page (a HOT update,
+  /// no new index entries). Worth lowering for tables whose rows are
+  /// updated after insertion.
+  int fillfactor = 100;
 
   /// Index of a column; throws std::invalid_argument naming the table when absent.
   std::size_t column_index(std::string_view column_name) const;

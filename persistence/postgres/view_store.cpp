@@ -104,6 +104,14 @@ std::string view_store::ddl(std::span<const view::table> tables,
     for (std::size_t k = 0; k < t.key_columns; ++k)
       sql += (k ? ", " : "") + quote_ident(t.columns[k].name);
     sql += "));";
+    if (t.fillfactor < 10 || t.fillfactor > 100)
+      throw std::invalid_argument("view table '" + t.name + "': fillfactor " +
+                                  std::to_string(t.fillfactor) + " is outside 10..100");
+    // Also for a table created before the setting: it applies to pages
+    // written from now on.
+    if (t.fillfactor != 100)
+      sql += "ALTER TABLE " + qualified(schema, t.name) +
+             " SET (fillfactor = " + std::to_string(t.fillfactor) + ");";
     for (const auto& index : t.indexes) {
       std::string name = t.name;
       std::string columns;

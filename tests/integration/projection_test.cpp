@@ -281,6 +281,34 @@ TEST_F(ProjectionTest, AViewBatchWritesAwkwardTextExactlyAndFailsAsAWhole) {
   EXPECT_EQ(count("SELECT count(*) FROM troupe_views.awkward WHERE id = 'broken'"), 0);
 }
 
+TEST_F(ProjectionTest, AViewTableKeepsItsFillfactorAndABadOneIsRefused) {
+  postgres::view_store vs(url);
+  std::vector<view::table> tables{view::table{"roomy", {{"id"}, {"status"}}, 1, {}, 70},
+                                  view::table{"packed", {{"id"}, {"status"}}}};
+  vs.exec(vs.ddl(tables, {}, postgres::view_store::live_schema));
+  auto options = [&](const std::string& table) {
+    return count(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'troupe_views' AND c.relname = '" +
+        table + "' AND 'fillfactor=70' = ANY(c.reloptions)");
+  };
+  EXPECT_EQ(options("roomy"), 1);
+  EXPECT_EQ(options("packed"), 0);
+  // A table created before its definition asked for room gets it too.
+  tables[1].fillfactor = 70;
+  vs.exec(vs.ddl(tables, {}, postgres::view_store::live_schema));
+  EXPECT_EQ(options("packed"), 1);
+  tables[0].fillfactor = 5;
+  try {
+    vs.ddl(tables, {}, postgres::view_store::live_schema);
+    ADD_FAILURE() << "a fillfactor of 5 was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'roomy': fillfactor 5 is outside 10..100"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(ProjectionTest, AGapInTheStreamIsFilledFromTheLogAndLateDuplicatesAreSkipped) {
   auto def = order_summary_projection();
   std::vector<append_result> placed;
