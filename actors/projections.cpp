@@ -67,7 +67,7 @@ projection_definition order_summary_projection() {
                          {{"buyer_id"}},
                          // Every row is updated once after its insert (completed or
                          // cancelled): at 100 only ~40 % of those updates stayed on
-                         // the row's page, at 70 ~87 % (docs/benchmarks.md).
+                         // the row's page, at 70 ~85 % (docs/benchmarks.md).
                          70});
   p.on<order_placed>([orders](const order_placed& e, const recorded_event&, view_changes& v) {
     v.upsert(orders, {e.order_id},
