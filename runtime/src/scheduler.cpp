@@ -70,11 +70,12 @@ class troupe_scheduler final : public caf::scheduler::coordinator<caf::policy::w
   timeout_tracking_clock& clock() noexcept override { return clock_; }
 
  protected:
-  // The base class runs its own clock's thread too; it stays idle, since
-  // every timeout now goes to this clock.
+  // The base class runs its own clock's thread too ("caf.clock"); it stays
+  // idle, since every timeout now goes to this clock. Ours has its own name
+  // so that perf and top tell the two apart.
   void start() override {
     dispatcher_ = std::thread{[this] {
-      caf::detail::set_thread_name("caf.clock");
+      caf::detail::set_thread_name("troupe.clock");
       system().thread_started();
       clock_.run_dispatch_loop();
       system().thread_terminates();
