@@ -20,14 +20,21 @@
 //
 // Each figure is the median of 3 rounds (10 s measured after 3 s warm-up);
 // every round's troupe-load report is kept in var/bench/<mode>-*.json.
+// Beside each peak: the CPU per command (per completed order for checkout)
+// of the node, PostgreSQL, nats-server and in total (troupe-load included),
+// over 9 s inside the measured window. A peak moves 15-20 % between runs on
+// this shared machine; the CPU per command says whether the work per
+// command changed or only the cores the run got (cores used is printed).
 
 #include <sys/wait.h>
 
 #include <boost/json.hpp>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "bench/bench_env.hpp"
+#include "bench/cpu_usage.hpp"
 #include "bench/nats_env.hpp"
 #include "bench/process.hpp"
 #include "bench/result.hpp"
@@ -134,14 +141,28 @@ int main() {
   // place-complete flows/s; 1.5k checkouts/s.
   const std::string latency_rate = checkout ? "1500" : "5000";
   std::vector<double> peak, latency;
+  std::map<std::string, std::vector<double>> cpu_per_op;  // by process, and "total"
   for (int r = 0; r < rounds; ++r) {
     auto tag = "var/bench/" + std::string(mode) + "-" + std::to_string(r + 1);
     // A checkout holds its flow for the saga's whole run (hundreds of ms),
     // so its peak needs more flows in flight: one per seeded buyer.
+    cpu_window cpu(node, std::chrono::milliseconds{3500}, std::chrono::milliseconds{9000});
     auto p = run_load(target + " --no-seed -s " + scenario + (checkout ? " -c 1000" : " -c 256") +
                           " -d 10s -w 3s",
                       tag + "-peak.json");
     peak.push_back(checkout ? p.completed_per_second : p.commands_per_second);
+    double ops = peak.back() * cpu.seconds();
+    double total = 0;
+    std::printf("    CPU per %s:", checkout ? "completed order" : "command");
+    for (const auto& [name, seconds] : cpu.used()) {
+      double us = ops > 0 ? seconds * 1e6 / ops : 0;
+      cpu_per_op[name].push_back(us);
+      total += seconds;
+      std::printf(" %s %.1f us,", name.c_str(), us);
+    }
+    cpu_per_op["total"].push_back(ops > 0 ? total * 1e6 / ops : 0);
+    std::printf(" total %.1f us (%.2f cores)\n", cpu_per_op["total"].back(), total / cpu.seconds());
+    std::fflush(stdout);
     if (mode != "place_complete_view") {
       // A checkout's status request is a long poll that holds its
       // connection for the saga's run, so the open loop needs as many
@@ -167,5 +188,12 @@ int main() {
     print_result("checkout", median(peak), "orders/s", 3'000);
     print_result("checkout_p99_at_1500", median(latency), "ms", 250);
   }
+  // Medians by process, each over the rounds (so they need not add up).
+  const std::string per =
+      std::string(mode) + (checkout ? "_cpu_us_per_order" : "_cpu_us_per_command");
+  print_result(per, median(cpu_per_op["total"]), "us");
+  print_result(per + "_node", median(cpu_per_op["troupe"]), "us");
+  print_result(per + "_postgres", median(cpu_per_op["postgres"]), "us");
+  print_result(per + "_nats", median(cpu_per_op["nats-server"]), "us");
   return 0;
 }
