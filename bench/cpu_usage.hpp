@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -68,7 +69,7 @@ inline std::map<std::string, double> cpu_by_name(const std::vector<std::string>&
 }
 
 /// Measures the CPU each process spends over a window of a load run, in a
-/// thread of its own: from `skip` after start() for `window`.
+/// thread of its own: from `skip` after construction, for `window`.
 class cpu_window {
  public:
   cpu_window(pid_t node, std::chrono::milliseconds skip, std::chrono::milliseconds window)
