@@ -23,8 +23,9 @@
 // Beside each peak: the CPU per command (per completed order for checkout)
 // of the node, PostgreSQL, nats-server and in total (troupe-load included),
 // over 9 s inside the measured window. A peak moves 15-20 % between runs on
-// this shared machine; the CPU per command says whether the work per
-// command changed or only the cores the run got (cores used is printed).
+// this shared machine; with the cores used (printed) these say whether a
+// run got fewer cores, slower ones (every process's share up alike), or
+// less work to do in one part (its share moves against the others').
 
 #include <sys/wait.h>
 
