@@ -27,54 +27,56 @@ void burn_cpu(double seconds) {
   } while (static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9 < seconds);
 }
 
-/// A child that renames itself, runs `work`, tells the parent through a
-/// pipe and then waits to be killed, so its /proc entry can be read.
+/// What /proc says of a child that renamed itself to `name` and ran
+/// `work`: read while the child is alive (it waits to be killed), or, with
+/// `after_exit`, once it has exited and been reaped.
+struct child_reading {
+  bool started = false;  // the child ran its work and said so
+  bool read = false;
+  std::string name;
+  double seconds = -1;
+};
+
 template <class Work>
-pid_t start_child(const char* name, int ready_fd[2], Work work) {
+child_reading read_child(const char* name, Work work, bool after_exit = false) {
+  int ready[2];
+  if (pipe(ready) != 0) return {};
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_NAME, name);
     work();
     char done = 1;
-    if (write(ready_fd[1], &done, 1) != 1) _exit(1);
+    if (write(ready[1], &done, 1) != 1) _exit(1);
     pause();
     _exit(0);
   }
-  return pid;
-}
-
-void wait_ready(int ready_fd[2]) {
   char done = 0;
-  ASSERT_EQ(read(ready_fd[0], &done, 1), 1);
-}
-
-void stop_child(pid_t pid) {
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
+  child_reading r;
+  r.started = read(ready[0], &done, 1) == 1;
+  auto stop = [pid] {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  };
+  if (after_exit) stop();
+  if (r.started) r.read = process_cpu_seconds(pid, r.name, r.seconds);
+  if (!after_exit) stop();
+  close(ready[0]);
+  close(ready[1]);
+  return r;
 }
 
 TEST(BenchCpuUsage, ReadsANameWithSpacesAndParenthesesAndTheCpuUsed) {
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t child = start_child("x) (y z", ready, [] { burn_cpu(0.2); });
-  wait_ready(ready);
-  std::string name;
-  double seconds = -1;
-  ASSERT_TRUE(process_cpu_seconds(child, name, seconds));
-  stop_child(child);
-  EXPECT_EQ(name, "x) (y z");
-  EXPECT_GE(seconds, 0.15);  // 0.2 s used; /proc counts in 10 ms ticks
-  EXPECT_LT(seconds, 5.0);
-  close(ready[0]);
-  close(ready[1]);
+  auto r = read_child("x) (y z", [] { burn_cpu(0.2); });
+  ASSERT_TRUE(r.read);
+  EXPECT_EQ(r.name, "x) (y z");
+  EXPECT_GE(r.seconds, 0.15);  // 0.2 s used; /proc counts in 10 ms ticks
+  EXPECT_LT(r.seconds, 5.0);
 }
 
 TEST(BenchCpuUsage, CountsTheCpuOfChildrenItHasReaped) {
   // As PostgreSQL's postmaster does for a backend that exited: the CPU the
   // backend used stays in the total.
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t child = start_child("reaper", ready, [] {
+  auto r = read_child("reaper", [] {
     pid_t grandchild = fork();
     if (grandchild == 0) {
       burn_cpu(0.2);
@@ -82,28 +84,15 @@ TEST(BenchCpuUsage, CountsTheCpuOfChildrenItHasReaped) {
     }
     waitpid(grandchild, nullptr, 0);
   });
-  wait_ready(ready);
-  std::string name;
-  double seconds = -1;
-  ASSERT_TRUE(process_cpu_seconds(child, name, seconds));
-  stop_child(child);
-  EXPECT_EQ(name, "reaper");
-  EXPECT_GE(seconds, 0.15);
-  close(ready[0]);
-  close(ready[1]);
+  ASSERT_TRUE(r.read);
+  EXPECT_EQ(r.name, "reaper");
+  EXPECT_GE(r.seconds, 0.15);
 }
 
 TEST(BenchCpuUsage, AProcessThatIsGoneIsNotRead) {
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  pid_t child = start_child("short", ready, [] {});
-  wait_ready(ready);
-  stop_child(child);
-  std::string name;
-  double seconds = -1;
-  EXPECT_FALSE(process_cpu_seconds(child, name, seconds));
-  close(ready[0]);
-  close(ready[1]);
+  auto r = read_child(
+      "short", [] {}, /*after_exit=*/true);
+  EXPECT_FALSE(r.read);
 }
 
 }  // namespace
