@@ -205,6 +205,13 @@ const std::vector<setting>& schema() {
        {},
        "the publisher's checkpoint is saved at most this often and at stop (0: every round); "
        "a crash re-sends up to this much, dropped by the duplicate window"},
+      {"publisher.confirm_by_sequence",
+       value_kind::boolean,
+       0,
+       0,
+       {},
+       "a round's last publish alone is acknowledged, and confirms the round when its stream "
+       "sequence is the one expected (false: every publish acknowledged)"},
       {"publisher.wake_on_commit",
        value_kind::boolean,
        0,

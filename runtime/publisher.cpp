@@ -77,36 +77,71 @@ struct event_publisher::impl {
 
   std::atomic<std::int64_t> published{0}, duplicates{0}, failed_rounds{0}, checkpoint{0};
   std::atomic<std::int64_t> rounds_read{0}, checkpoint_saves{0};
+  std::atomic<std::int64_t> rounds_by_sequence{0}, sequence_mismatches{0};
   std::atomic<int> round_errors{0};  // set by the async error handler
 
   // Rounds in flight, oldest first. Each covers a range of positions (one
   // read); an acknowledgement counts for the round holding its message's
   // position, so a round is confirmed only when every one of its own
   // publishes is acknowledged - never because later ones made up the count
-  // for a message lost in a reconnect.
+  // for a message lost in a reconnect - or, for a round confirmed by
+  // sequence, when its last publish got the stream sequence expected.
   struct round_state {
     global_position first, last;  // the read's range (internal events included)
     std::int64_t expected = -1;   // publishes in the round; -1 while still publishing
     std::int64_t acked = 0;
     std::chrono::steady_clock::time_point sent_at;
-    bool complete() const { return expected >= 0 && acked >= expected; }
+    std::int64_t publishes = 0;        // how many it publishes (internal events left out)
+    std::int64_t last_published = 0;   // the position of its last publish
+    bool by_sequence = false;          // only its last publish is acknowledged
+    std::uint64_t final_sequence = 0;  // by_sequence: the stream sequence that one must get
+    bool sequence_confirmed = false;
+    // The last publish's acknowledgement (any round): its stream sequence,
+    // and whether the message was new (a duplicate names an older one).
+    std::uint64_t last_sequence = 0;
+    bool last_new = false;
+    bool complete() const {
+      return expected >= 0 && (by_sequence ? sequence_confirmed : acked >= expected);
+    }
   };
   std::mutex ack_mutex;  // guards rounds
   std::condition_variable ack_arrived;
   std::deque<round_state> rounds;
 
-  void count_ack(natsMsg* msg) {
+  void count_ack(natsMsg* msg, const jsPubAck& ack) {
     const char* text = nullptr;
     if (natsMsgHeader_Get(msg, "troupe-position", &text) != NATS_OK || text == nullptr) return;
     std::int64_t position = 0;
     std::from_chars(text, text + std::strlen(text), position);
     std::lock_guard lock(ack_mutex);
     for (auto& r : rounds) {
-      if (position >= r.first.value && position <= r.last.value) {
+      if (position < r.first.value || position > r.last.value) continue;
+      if (position == r.last_published) {
+        r.last_sequence = ack.Sequence;
+        r.last_new = !ack.Duplicate;
+      }
+      if (!r.by_sequence) {
         ++r.acked;
-        if (&r == &rounds.front() && r.complete()) ack_arrived.notify_all();
+        published.fetch_add(1, std::memory_order_relaxed);
+      } else if (position == r.last_published && r.last_new &&
+                 r.last_sequence == r.final_sequence) {
+        r.sequence_confirmed = true;
+        published.fetch_add(r.publishes, std::memory_order_relaxed);
+        rounds_by_sequence.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        // The stream did not grow by exactly this round: a message lost on
+        // the way, one that was already there, or another writer. Send
+        // again from the checkpoint, each publish acknowledged.
+        sequence_mismatches.fetch_add(1, std::memory_order_relaxed);
+        round_errors.fetch_add(1, std::memory_order_relaxed);
+        log->warn("publish round {}..{} got stream sequence {}{} instead of {}; sending it again",
+                  r.first.value, r.last.value, ack.Sequence, ack.Duplicate ? " (duplicate)" : "",
+                  r.final_sequence);
+        ack_arrived.notify_all();
         return;
       }
+      if (&r == &rounds.front() && r.complete()) ack_arrived.notify_all();
+      return;
     }
   }
 
@@ -114,9 +149,8 @@ struct event_publisher::impl {
                              void* closure) {
     auto* self = static_cast<impl*>(closure);
     if (error == nullptr && ack != nullptr) {
-      self->published.fetch_add(1, std::memory_order_relaxed);
       if (ack->Duplicate) self->duplicates.fetch_add(1, std::memory_order_relaxed);
-      self->count_ack(msg);
+      self->count_ack(msg, *ack);
     } else {
       self->round_errors.fetch_add(1, std::memory_order_relaxed);
       self->wake();
@@ -165,8 +199,9 @@ struct event_publisher::impl {
                                ": " + nats_error(s, code));
   }
 
-  /// Publishes events asynchronously; false when one could not be sent.
-  bool publish(const recorded_event& e, global_position previous) {
+  /// Publishes an event, asynchronously with an acknowledgement or without
+  /// a reply; false when it could not be sent.
+  bool publish(const recorded_event& e, global_position previous, bool acknowledged) {
     natsMsg* msg = nullptr;
     auto subject = subject_of(options.subject_prefix, e);
     natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, e.data.data(),
@@ -193,8 +228,14 @@ struct event_publisher::impl {
     header("troupe-previous-position", std::to_string(previous.value));
     header("troupe-schema-version", std::to_string(e.schema_version));
     header("troupe-correlation-id", e.metadata.correlation_id);
-    if (s == NATS_OK) s = js_PublishMsgAsync(js, &msg, nullptr);
-    if (msg != nullptr) natsMsg_Destroy(msg);  // still ours when the publish failed
+    if (s == NATS_OK && options.lose_publish && options.lose_publish(e)) {
+      natsMsg_Destroy(msg);
+      return true;
+    }
+    if (s == NATS_OK)
+      s = acknowledged ? js_PublishMsgAsync(js, &msg, nullptr)
+                       : natsConnection_PublishMsg(connection, msg);
+    if (msg != nullptr) natsMsg_Destroy(msg);  // still ours after a failed or plain publish
     if (s != NATS_OK) {
       log->warn("cannot publish event {}: {}", e.event_id, nats_error(s));
       return false;
@@ -243,6 +284,7 @@ struct event_publisher::impl {
   }
 
   std::atomic<int> saves_in_flight{0};
+  std::vector<const recorded_event*> to_publish;  // a round's events, reused
 
   /// Sleeps until `until`, or less when an error arrived or stop() was called.
   void pause_until(std::chrono::steady_clock::time_point until) {
@@ -296,20 +338,47 @@ struct event_publisher::impl {
     auto save_due_at = [&] { return saved_at + options.checkpoint_interval; };
     auto next_read_at = steady::time_point{};  // pacing of rounds (min_round_interval)
 
+    // Confirming rounds by sequence: the stream's sequence after everything
+    // sent so far, when known; learned from the last publish of a
+    // confirmed round (if new: a duplicate's sequence is an older message's)
+    // once nothing was sent after it.
+    bool by_sequence = options.confirm_by_sequence;
+    std::optional<std::uint64_t> next_sequence;
+    struct known_sequence {
+      std::uint64_t sequence;
+      global_position after;  // the round's last publish
+    };
+    std::optional<known_sequence> learned;
+    std::int64_t mismatches_seen = 0;
+    int mismatches_in_a_row = 0;
+
     auto reset = [&] {
       if (ahead) ahead->wait();
       ahead.reset();
       drain();
       next_from = previous = position;
+      next_sequence.reset();
+      learned.reset();
+      if (auto m = sequence_mismatches.load(); m > mismatches_seen) {
+        mismatches_seen = m;
+        // Three in a row: something else writes to the stream; stop guessing.
+        if (++mismatches_in_a_row >= 3 && by_sequence) {
+          by_sequence = false;
+          log->warn(
+              "publisher: stream {} keeps growing by other than this publisher's rounds "
+              "(another writer?); every publish is acknowledged from now on",
+              options.stream_name);
+        }
+      }
       failed_rounds.fetch_add(1, std::memory_order_relaxed);
       std::this_thread::sleep_for(options.retry_backoff);
     };
-    // Pops the acknowledged rounds at the front; their ends, oldest first.
+    // Pops the acknowledged rounds at the front, oldest first.
     auto confirmed = [&] {
-      std::vector<global_position> done;
+      std::vector<round_state> done;
       std::lock_guard lock(ack_mutex);
       while (!rounds.empty() && rounds.front().complete()) {
-        done.push_back(rounds.front().last);
+        done.push_back(rounds.front());
         rounds.pop_front();
       }
       return done;
@@ -334,13 +403,19 @@ struct event_publisher::impl {
         reset();
         continue;
       }
-      for (auto end : confirmed()) {
+      for (const auto& round : confirmed()) {
         if (options.crash_before_checkpoint && options.crash_before_checkpoint()) {
-          log->warn("publisher: simulated crash before saving checkpoint {}", end.value);
+          log->warn("publisher: simulated crash before saving checkpoint {}", round.last.value);
           crashed = true;
           break;
         }
-        position = end;
+        position = round.last;
+        if (round.publishes == 0) continue;
+        if (round.by_sequence) mismatches_in_a_row = 0;
+        if (round.last_new)
+          learned = known_sequence{round.last_sequence, global_position{round.last_published}};
+        else
+          learned.reset();
       }
       if (crashed) break;
       if (position.value > saved.value && steady::now() >= save_due_at()) {
@@ -392,22 +467,31 @@ struct event_publisher::impl {
         ahead = read_async(last);
       else
         next_read_at = read_started + options.min_round_interval;
+      to_publish.clear();
+      for (const auto& e : read.events)
+        if (options.internal_categories.empty() ||
+            !options.internal_categories.contains(std::string(stream_category(e.stream_id))))
+          to_publish.push_back(&e);  // internal ones (saga inputs) are not for consumers
+      if (by_sequence && !next_sequence && learned && learned->after == previous)
+        next_sequence = learned->sequence;
+      round_state round{read.events.front().position, last, -1, 0, steady::now()};
+      round.publishes = static_cast<std::int64_t>(to_publish.size());
+      if (!to_publish.empty()) round.last_published = to_publish.back()->position.value;
+      round.by_sequence = next_sequence.has_value() && !to_publish.empty();
+      if (round.by_sequence) round.final_sequence = *next_sequence + to_publish.size();
       {
         std::lock_guard lock(ack_mutex);
-        rounds.push_back(
-            {read.events.front().position, last, -1, 0, std::chrono::steady_clock::now()});
+        rounds.push_back(round);
       }
       bool sent = true;
       std::int64_t count = 0;
-      for (const auto& e : read.events) {
-        if (!options.internal_categories.empty() &&
-            options.internal_categories.contains(std::string(stream_category(e.stream_id))))
-          continue;  // runtime-internal (saga inputs): not for consumers
-        sent = publish(e, previous);
+      for (const auto* e : to_publish) {
+        sent = publish(*e, previous, !round.by_sequence || e == to_publish.back());
         if (!sent) break;
-        previous = e.position;
+        previous = e->position;
         ++count;
       }
+      if (round.by_sequence) next_sequence = round.final_sequence;
       if (!sent) {
         reset();
         continue;
@@ -430,7 +514,7 @@ struct event_publisher::impl {
         wait.MaxWait = options.ack_timeout.count();
         js_PublishAsyncComplete(js, &wait);
         if (round_errors.load() == 0)
-          for (auto end : confirmed()) position = end;
+          for (const auto& round : confirmed()) position = round.last;
       }
       if (position.value > checkpoint.load())
         sync::save_checkpoint(*store, options.checkpoint_name, position);
@@ -502,6 +586,8 @@ publisher_stats event_publisher::stats() const {
   s.checkpoint = impl_->checkpoint.load();
   s.rounds = impl_->rounds_read.load();
   s.checkpoint_saves = impl_->checkpoint_saves.load();
+  s.rounds_by_sequence = impl_->rounds_by_sequence.load();
+  s.sequence_mismatches = impl_->sequence_mismatches.load();
   return s;
 }
 

@@ -1,7 +1,9 @@
 // The publisher against real PostgreSQL and nats-server: every committed
 // event reaches JetStream once by id, in per-stream order, with CloudEvents
 // headers; a crash between publish and checkpoint re-sends without
-// duplicates; a nats-server restart loses nothing.
+// duplicates; a nats-server restart loses nothing; a round confirmed by its
+// last publish's sequence finds a lost publish, and another writer on the
+// stream.
 
 #include "runtime/publisher.hpp"
 
@@ -12,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -307,6 +310,92 @@ TEST(Publisher, InternalCategoriesStayOutAndEachMessageNamesThePreviousOneSent) 
     EXPECT_EQ(m.previous, previous) << "message at " << m.position;
     previous = m.position;
   }
+}
+
+TEST(Publisher, ALostPublishIsFoundByTheRoundsSequenceAndSentAgain) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  auto appended = append_events(*store, setup.run, 10, 20);
+  auto options = setup.options();
+  // Rounds of 20, one in flight: from the second round on the sequence is
+  // known, so only each round's last publish is acknowledged.
+  options.batch_size = 20;
+  options.max_pending = 20;
+  // Lost without a word, once: the 5th publish of the 6th round.
+  auto lost = appended[104].last_position;
+  std::atomic<int> losses{0};
+  options.lose_publish = [&](const recorded_event& e) {
+    return e.position == lost && losses.fetch_add(1) == 0;
+  };
+  event_publisher publisher(store, options);
+  publisher.start();
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }));
+  auto stats = publisher.stats();
+  publisher.stop();
+  EXPECT_EQ(losses.load(), 2) << "the lost event should have been published a second time";
+  EXPECT_EQ(stats.sequence_mismatches, 1);
+  EXPECT_GE(stats.rounds_by_sequence, 5) << "rounds were not confirmed by sequence";
+  // Every event once; the lost one landed after the rest of its round (the
+  // round was sent again), and the message after it names it as previous,
+  // so an ordered consumer sees the gap and fills it from the store.
+  auto messages = read_stream(setup.stream);
+  std::map<std::int64_t, int> seen;
+  for (const auto& m : messages) ++seen[m.position];
+  EXPECT_EQ(messages.size(), appended.size());
+  for (const auto& a : appended) EXPECT_EQ(seen[a.last_position.value], 1) << a.last_position.value;
+  auto at = [&](std::int64_t position) {
+    return std::find_if(messages.begin(), messages.end(),
+                        [&](const stream_message& m) { return m.position == position; });
+  };
+  auto next = at(appended[105].last_position.value);
+  ASSERT_NE(next, messages.end());
+  EXPECT_EQ(next->previous, lost.value);
+  EXPECT_LT(next - messages.begin(), at(lost.value) - messages.begin());
+}
+
+TEST(Publisher, AnotherWriterOnTheStreamTurnsConfirmationBySequenceOff) {
+  auto store = make_store();
+  test_publisher_setup setup;
+  ASSERT_EQ(sync::save_checkpoint(*store, setup.checkpoint, current_end(*store)), store_errc::ok);
+  auto appended = append_events(*store, setup.run, 10, 20);
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, integration::required_env("TROUPE_NATS_URL").c_str()),
+            NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  auto options = setup.options();
+  options.batch_size = 20;
+  options.max_pending = 20;
+  // Before each of the publisher's publishes, another writer's message is
+  // stored in the stream.
+  auto foreign_subject = setup.prefix + ".foreign.note";
+  std::atomic<int> foreign{0};
+  options.lose_publish = [&](const recorded_event&) {
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_Publish(nullptr, js, foreign_subject.c_str(), "{}", 2, nullptr, &code) == NATS_OK)
+      ++foreign;
+    return false;
+  };
+  event_publisher publisher(store, options);
+  publisher.start();
+  auto last = appended.back().last_position.value;
+  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }));
+  auto stats = publisher.stats();
+  publisher.stop();
+  // Three rounds in a row found the stream grown by more than their own
+  // messages; from then on each publish was acknowledged.
+  EXPECT_EQ(stats.sequence_mismatches, 3);
+  EXPECT_EQ(stats.rounds_by_sequence, 0);
+  auto messages = read_stream(setup.stream);
+  std::vector<stream_message> ours;
+  for (auto& m : messages)
+    if (m.subject != foreign_subject) ours.push_back(std::move(m));
+  EXPECT_EQ(messages.size() - ours.size(), static_cast<std::size_t>(foreign.load()));
+  expect_exactly_once_in_order(ours, appended, setup.prefix);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 TEST(Publisher, ACrashBeforeTheCheckpointResendsWithoutDuplicates) {

@@ -276,7 +276,7 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
   sample("troupe_long_polls_refused_total", "", s.commit_waits_refused);
   if (publisher != nullptr) {
     auto p = publisher->stats();
-    metric("troupe_publisher_published_total", "counter", "events acknowledged by JetStream");
+    metric("troupe_publisher_published_total", "counter", "events confirmed stored by JetStream");
     sample("troupe_publisher_published_total", "", p.published);
     metric("troupe_publisher_checkpoint", "gauge", "last global position published for good");
     sample("troupe_publisher_checkpoint", "", p.checkpoint);
@@ -285,6 +285,15 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     metric("troupe_publisher_checkpoint_saves_total", "counter",
            "publisher checkpoint saves (publisher.checkpoint_interval_ms apart at most)");
     sample("troupe_publisher_checkpoint_saves_total", "", p.checkpoint_saves);
+    metric("troupe_publisher_rounds_by_sequence_total", "counter",
+           "publisher rounds confirmed by their last publish's stream sequence");
+    sample("troupe_publisher_rounds_by_sequence_total", "", p.rounds_by_sequence);
+    metric("troupe_publisher_sequence_mismatches_total", "counter",
+           "publisher rounds whose last publish got another sequence (sent again)");
+    sample("troupe_publisher_sequence_mismatches_total", "", p.sequence_mismatches);
+    metric("troupe_publisher_failed_rounds_total", "counter",
+           "publisher rounds sent again after an error, a timeout or a sequence mismatch");
+    sample("troupe_publisher_failed_rounds_total", "", p.failed_rounds);
   }
   if (!projectors.empty()) {
     metric("troupe_projection_position", "gauge", "global position each view has folded");
@@ -529,6 +538,7 @@ int serve(const config& cfg, const serve_options& options) {
     o.duplicate_window = std::chrono::seconds{cfg.integer("publisher.duplicate_window_s")};
     o.batch_size = static_cast<std::size_t>(cfg.integer("publisher.batch_size"));
     o.max_pending = cfg.integer("publisher.max_pending");
+    o.confirm_by_sequence = cfg.boolean("publisher.confirm_by_sequence");
     o.poll_interval = std::chrono::milliseconds{cfg.integer("publisher.poll_interval_ms")};
     o.min_round_interval =
         std::chrono::milliseconds{cfg.integer("publisher.min_round_interval_ms")};
