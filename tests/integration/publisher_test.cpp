@@ -312,6 +312,20 @@ TEST(Publisher, InternalCategoriesStayOutAndEachMessageNamesThePreviousOneSent) 
   }
 }
 
+/// Runs a publisher with `options` until every appended event is confirmed
+/// (its checkpoint reaches the last one); its statistics then.
+publisher_stats publish_all(std::shared_ptr<event_store> store, const publisher_options& options,
+                            const std::vector<append_result>& appended) {
+  event_publisher publisher(std::move(store), options);
+  publisher.start();
+  auto last = appended.back().last_position.value;
+  EXPECT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }))
+      << "checkpoint " << publisher.stats().checkpoint << " of " << last;
+  auto stats = publisher.stats();
+  publisher.stop();
+  return stats;
+}
+
 TEST(Publisher, ALostPublishIsFoundByTheRoundsSequenceAndSentAgain) {
   auto store = make_store();
   test_publisher_setup setup;
@@ -328,12 +342,7 @@ TEST(Publisher, ALostPublishIsFoundByTheRoundsSequenceAndSentAgain) {
   options.lose_publish = [&](const recorded_event& e) {
     return e.position == lost && losses.fetch_add(1) == 0;
   };
-  event_publisher publisher(store, options);
-  publisher.start();
-  auto last = appended.back().last_position.value;
-  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }));
-  auto stats = publisher.stats();
-  publisher.stop();
+  auto stats = publish_all(store, options, appended);
   EXPECT_EQ(losses.load(), 2) << "the lost event should have been published a second time";
   EXPECT_EQ(stats.sequence_mismatches, 1);
   EXPECT_GE(stats.rounds_by_sequence, 5) << "rounds were not confirmed by sequence";
@@ -378,12 +387,7 @@ TEST(Publisher, AnotherWriterOnTheStreamTurnsConfirmationBySequenceOff) {
       ++foreign;
     return false;
   };
-  event_publisher publisher(store, options);
-  publisher.start();
-  auto last = appended.back().last_position.value;
-  ASSERT_TRUE(eventually([&] { return publisher.stats().checkpoint >= last; }));
-  auto stats = publisher.stats();
-  publisher.stop();
+  auto stats = publish_all(store, options, appended);
   // Three rounds in a row found the stream grown by more than their own
   // messages; from then on each publish was acknowledged.
   EXPECT_EQ(stats.sequence_mismatches, 3);
