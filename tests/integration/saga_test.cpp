@@ -422,6 +422,28 @@ TEST_F(SagaTest, ARegistryRowNeverGoesBackToAnEarlierVersion) {
   EXPECT_TRUE(registry.open_instances(saga).empty());
 }
 
+TEST_F(SagaTest, FinishedInstancesLeaveNoWakeUpsBehind) {
+  create_book("b1", 1000);
+  open_account("u1", 1'000'000'000);
+  constexpr int orders = 30;
+  saga_settings settings;
+  settings.step_timeout_ms = 60000;  // far beyond the waits below
+  saga_host<order_fulfilment> host(*n, store, host_options(settings));
+  host.start();
+  for (int i = 0; i < orders; ++i) {
+    auto id = "w" + std::to_string(i);
+    ASSERT_TRUE(n->execute<order>(id, place_order{id, "u1", {{"b1", 1, 500}}, i}).ok());
+  }
+  ASSERT_TRUE(eventually([&] { return host.stats().finished == orders; }));
+  // Each of the three rounds of steps set a timeout; answered, it must not
+  // linger until it falls due (a host kept every one for its 30 s, some
+  // 160,000 at checkout's peak). One wake-up per instance with something
+  // pending, none once all are finished.
+  EXPECT_TRUE(eventually([&] { return host.stats().timers == 0; }, std::chrono::seconds{5}))
+      << host.stats().timers << " wake-ups left";
+  EXPECT_EQ(host.stats().timeouts_fired, 0);
+}
+
 TEST_F(SagaTest, StartingEventsSeenAgainByANewConsumerChangeNothing) {
   create_book("b1", 1000);
   open_account("u1", 1'000'000'000);
