@@ -1002,9 +1002,9 @@ class saga_host {
 
   /// One timer entry per instance, moved when its next wakeup changes and
   /// removed when it has none: a heap that kept every deadline ever set
-  /// held each step's 30 s timeout long after the step was answered
-  /// (~160,000 entries at 1,800 orders/s) and the checkout benchmark's
-  /// rounds fell as it grew.
+  /// held each step's 30 s timeout long after the step was answered (some
+  /// 160,000 entries at 1,800 orders/s, by count) and the checkout
+  /// benchmark's rounds fell as it grew.
   void arm(instance& inst) {
     auto due = inst.machine.next_wakeup();
     if (due == inst.armed_at) return;
