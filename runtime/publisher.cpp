@@ -88,7 +88,7 @@ struct event_publisher::impl {
   // sequence, when its last publish got the stream sequence expected.
   struct round_state {
     global_position first, last;  // the read's range (internal events included)
-    std::int64_t expected = -1;   // publishes in the round; -1 while still publishing
+    bool all_sent = false;        // every publish handed to nats.c (acks may come first)
     std::int64_t acked = 0;
     std::chrono::steady_clock::time_point sent_at;
     std::int64_t publishes = 0;        // how many it publishes (internal events left out)
@@ -101,7 +101,7 @@ struct event_publisher::impl {
     std::uint64_t last_sequence = 0;
     bool last_new = false;
     bool complete() const {
-      return expected >= 0 && (by_sequence ? sequence_confirmed : acked >= expected);
+      return all_sent && (by_sequence ? sequence_confirmed : acked >= publishes);
     }
   };
   std::mutex ack_mutex;  // guards rounds
@@ -474,7 +474,8 @@ struct event_publisher::impl {
           to_publish.push_back(&e);  // internal ones (saga inputs) are not for consumers
       if (by_sequence && !next_sequence && learned && learned->after == previous)
         next_sequence = learned->sequence;
-      round_state round{read.events.front().position, last, -1, 0, steady::now()};
+      round_state round{
+          .first = read.events.front().position, .last = last, .sent_at = steady::now()};
       round.publishes = static_cast<std::int64_t>(to_publish.size());
       if (!to_publish.empty()) round.last_published = to_publish.back()->position.value;
       round.by_sequence = next_sequence.has_value() && !to_publish.empty();
@@ -484,12 +485,10 @@ struct event_publisher::impl {
         rounds.push_back(round);
       }
       bool sent = true;
-      std::int64_t count = 0;
       for (const auto* e : to_publish) {
         sent = publish(*e, previous, !round.by_sequence || e == to_publish.back());
         if (!sent) break;
         previous = e->position;
-        ++count;
       }
       if (round.by_sequence) next_sequence = round.final_sequence;
       if (!sent) {
@@ -499,7 +498,7 @@ struct event_publisher::impl {
       next_from = last;
       {
         std::lock_guard lock(ack_mutex);
-        rounds.back().expected = count;
+        rounds.back().all_sent = true;
         if (rounds.size() == 1 && rounds.front().complete()) ack_arrived.notify_all();
       }
     }

@@ -251,6 +251,12 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
     out += fmt::format("{}", value);
     out += '\n';
   };
+  // A family of one sample without labels.
+  auto single = [&](std::string_view name, std::string_view type, std::string_view help,
+                    double value) {
+    metric(name, type, help);
+    sample(name, "", value);
+  };
   auto s = n.stats();
   metric("troupe_commands_total", "counter", "commands by outcome");
   sample("troupe_commands_total", "outcome=\"accepted\"", s.commands_accepted);
@@ -259,41 +265,40 @@ std::string runtime_metrics(const node& n, const event_publisher* publisher,
   sample("troupe_commands_total", "outcome=\"conflict\"", s.commands_conflicted);
   sample("troupe_commands_total", "outcome=\"overloaded\"", s.commands_shed);
   sample("troupe_commands_total", "outcome=\"failed\"", s.commands_failed);
-  metric("troupe_commands_in_flight", "gauge", "commands submitted and not yet answered");
-  sample("troupe_commands_in_flight", "", s.in_flight_commands);
-  metric("troupe_events_appended_total", "counter", "events written to the store");
-  sample("troupe_events_appended_total", "", s.events_appended);
-  metric("troupe_live_aggregates", "gauge", "aggregate actors in memory");
-  sample("troupe_live_aggregates", "", s.live_aggregates);
-  metric("troupe_aggregate_activations_total", "counter", "aggregates brought into memory");
-  sample("troupe_aggregate_activations_total", "", s.activations);
-  metric("troupe_snapshots_written_total", "counter", "aggregate snapshots written");
-  sample("troupe_snapshots_written_total", "", s.snapshots_written);
-  metric("troupe_long_polls_waiting", "gauge", "reads waiting for a stream to pass a version");
-  sample("troupe_long_polls_waiting", "", s.commit_waiters);
-  metric("troupe_long_polls_refused_total", "counter",
-         "long polls answered at once because node.max_commit_waiters were waiting");
-  sample("troupe_long_polls_refused_total", "", s.commit_waits_refused);
+  single("troupe_commands_in_flight", "gauge", "commands submitted and not yet answered",
+         s.in_flight_commands);
+  single("troupe_events_appended_total", "counter", "events written to the store",
+         s.events_appended);
+  single("troupe_live_aggregates", "gauge", "aggregate actors in memory", s.live_aggregates);
+  single("troupe_aggregate_activations_total", "counter", "aggregates brought into memory",
+         s.activations);
+  single("troupe_snapshots_written_total", "counter", "aggregate snapshots written",
+         s.snapshots_written);
+  single("troupe_long_polls_waiting", "gauge", "reads waiting for a stream to pass a version",
+         s.commit_waiters);
+  single("troupe_long_polls_refused_total", "counter",
+         "long polls answered at once because node.max_commit_waiters were waiting",
+         s.commit_waits_refused);
   if (publisher != nullptr) {
     auto p = publisher->stats();
-    metric("troupe_publisher_published_total", "counter", "events confirmed stored by JetStream");
-    sample("troupe_publisher_published_total", "", p.published);
-    metric("troupe_publisher_checkpoint", "gauge", "last global position published for good");
-    sample("troupe_publisher_checkpoint", "", p.checkpoint);
-    metric("troupe_publisher_rounds_total", "counter", "publisher reads that found events");
-    sample("troupe_publisher_rounds_total", "", p.rounds);
-    metric("troupe_publisher_checkpoint_saves_total", "counter",
-           "publisher checkpoint saves (publisher.checkpoint_interval_ms apart at most)");
-    sample("troupe_publisher_checkpoint_saves_total", "", p.checkpoint_saves);
-    metric("troupe_publisher_rounds_by_sequence_total", "counter",
-           "publisher rounds confirmed by their last publish's stream sequence");
-    sample("troupe_publisher_rounds_by_sequence_total", "", p.rounds_by_sequence);
-    metric("troupe_publisher_sequence_mismatches_total", "counter",
-           "publisher rounds whose last publish got another sequence (sent again)");
-    sample("troupe_publisher_sequence_mismatches_total", "", p.sequence_mismatches);
-    metric("troupe_publisher_failed_rounds_total", "counter",
-           "publisher rounds sent again after an error, a timeout or a sequence mismatch");
-    sample("troupe_publisher_failed_rounds_total", "", p.failed_rounds);
+    single("troupe_publisher_published_total", "counter", "events confirmed stored by JetStream",
+           p.published);
+    single("troupe_publisher_checkpoint", "gauge", "last global position published for good",
+           p.checkpoint);
+    single("troupe_publisher_rounds_total", "counter", "publisher reads that found events",
+           p.rounds);
+    single("troupe_publisher_checkpoint_saves_total", "counter",
+           "publisher checkpoint saves (publisher.checkpoint_interval_ms apart at most)",
+           p.checkpoint_saves);
+    single("troupe_publisher_rounds_by_sequence_total", "counter",
+           "publisher rounds confirmed by their last publish's stream sequence",
+           p.rounds_by_sequence);
+    single("troupe_publisher_sequence_mismatches_total", "counter",
+           "publisher rounds whose last publish got another sequence (sent again)",
+           p.sequence_mismatches);
+    single("troupe_publisher_failed_rounds_total", "counter",
+           "publisher rounds sent again after an error, a timeout or a sequence mismatch",
+           p.failed_rounds);
   }
   if (!projectors.empty()) {
     metric("troupe_projection_position", "gauge", "global position each view has folded");
