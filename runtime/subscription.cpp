@@ -5,6 +5,8 @@
 #include <nats/nats.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <condition_variable>
 #include <ctime>
@@ -14,6 +16,7 @@
 #include <thread>
 
 #include "runtime/src/nats_support.hpp"
+#include "runtime/src/received_headers.hpp"
 
 namespace troupe {
 
@@ -24,26 +27,23 @@ namespace {
 /// Names the thread for profilers and top -H (at most 15 characters).
 void name_thread(const char* name) { pthread_setname_np(pthread_self(), name); }
 
-const char* header(natsMsg* msg, const char* key) {
-  const char* value = nullptr;
-  if (natsMsgHeader_Get(msg, key, &value) != NATS_OK) return nullptr;
-  return value;
-}
-
-bool parse_int(const char* text, std::int64_t& out) {
-  if (text == nullptr) return false;
-  auto end = text + std::strlen(text);
-  auto [ptr, ec] = std::from_chars(text, end, out);
+bool parse_int(std::optional<std::string_view> text, std::int64_t& out) {
+  if (!text) return false;
+  auto end = text->data() + text->size();
+  auto [ptr, ec] = std::from_chars(text->data(), end, out);
   return ec == std::errc{} && ptr == end;
 }
 
 /// "2026-11-26T09:13:04.123456Z" (what the publisher writes).
-bool parse_time(const char* text, clock_type::time_point& out) {
-  if (text == nullptr) return false;
+bool parse_time(std::optional<std::string_view> text, clock_type::time_point& out) {
+  // A header value is not NUL-terminated where it arrived: copy it out.
+  std::array<char, 40> buffer{};
+  if (!text || text->size() >= buffer.size()) return false;
+  std::copy(text->begin(), text->end(), buffer.begin());
   std::tm utc{};
   int micros = 0;
-  if (std::sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &utc.tm_year, &utc.tm_mon, &utc.tm_mday,
-                  &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &micros) != 7)
+  if (std::sscanf(buffer.data(), "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &utc.tm_year, &utc.tm_mon,
+                  &utc.tm_mday, &utc.tm_hour, &utc.tm_min, &utc.tm_sec, &micros) != 7)
     return false;
   utc.tm_year -= 1900;
   utc.tm_mon -= 1;
@@ -57,28 +57,28 @@ bool parse_time(const char* text, clock_type::time_point& out) {
 /// otherwise what is wrong.
 std::string decode(natsMsg* msg, delivery& d) {
   auto& e = d.event;
-  const char* id = header(msg, "ce-id");
-  const char* stream = header(msg, "ce-subject");
-  const char* type = header(msg, "ce-type");
-  if (id == nullptr || stream == nullptr || type == nullptr)
-    return "missing CloudEvents headers (ce-id, ce-subject, ce-type)";
-  e.event_id = id;
-  e.stream_id = stream;
-  e.type = type;
+  detail::received_headers headers(msg);
+  auto id = headers.get("ce-id");
+  auto stream = headers.get("ce-subject");
+  auto type = headers.get("ce-type");
+  if (!id || !stream || !type) return "missing CloudEvents headers (ce-id, ce-subject, ce-type)";
+  e.event_id = *id;
+  e.stream_id = *stream;
+  e.type = *type;
   std::int64_t n = 0;
-  if (!parse_int(header(msg, "troupe-position"), n) || n <= 0)
+  if (!parse_int(headers.get("troupe-position"), n) || n <= 0)
     return "missing or invalid troupe-position header";
   e.position = global_position{n};
-  if (!parse_int(header(msg, "troupe-stream-version"), n) || n <= 0)
+  if (!parse_int(headers.get("troupe-stream-version"), n) || n <= 0)
     return "missing or invalid troupe-stream-version header";
   e.version = stream_version{n};
-  if (!parse_int(header(msg, "troupe-schema-version"), n) || n <= 0)
+  if (!parse_int(headers.get("troupe-schema-version"), n) || n <= 0)
     return "missing or invalid troupe-schema-version header";
   e.schema_version = static_cast<int>(n);
-  if (parse_int(header(msg, "troupe-previous-position"), n)) d.previous = global_position{n};
-  if (const char* correlation = header(msg, "troupe-correlation-id"))
-    e.metadata.correlation_id = correlation;
-  parse_time(header(msg, "ce-time"), e.recorded_at);
+  if (parse_int(headers.get("troupe-previous-position"), n)) d.previous = global_position{n};
+  if (auto correlation = headers.get("troupe-correlation-id"))
+    e.metadata.correlation_id = *correlation;
+  parse_time(headers.get("ce-time"), e.recorded_at);
   e.data.assign(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   return {};
 }
