@@ -69,6 +69,20 @@ decision handle(const capture_payment& c, const finance_account_state& s) {
   return events{payment_captured{s.buyer_id, c.payment_id, it->second.amount}};
 }
 
+/// Marks a known payment settled and forgets the oldest settled one beyond
+/// what the account keeps. Only decide() makes these events, and only for a
+/// payment it found open.
+void settle(finance_account_state& s, const std::string& payment_id, payment_status status) {
+  auto it = s.payments.find(payment_id);
+  if (it == s.payments.end()) return;
+  it->second.status = status;
+  s.settled_order.push_back(payment_id);
+  if (s.settled_order.size() > finance_account::settled_payments_kept) {
+    s.payments.erase(s.settled_order.front());
+    s.settled_order.erase(s.settled_order.begin());
+  }
+}
+
 }  // namespace
 
 troupe::decision<finance_account::event> finance_account::decide(const command& c, const state& s) {
@@ -88,11 +102,11 @@ finance_account::state finance_account::evolve(state s, const event& e) {
                    s.authorised_total += e.amount;
                  },
                  [&](const payment_voided& e) {
-                   s.payments[e.payment_id].status = payment_status::voided;
+                   settle(s, e.payment_id, payment_status::voided);
                    s.authorised_total -= e.amount;
                  },
                  [&](const payment_captured& e) {
-                   s.payments[e.payment_id].status = payment_status::captured;
+                   settle(s, e.payment_id, payment_status::captured);
                    s.captured_total += e.amount;
                  },
              },

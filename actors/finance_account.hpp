@@ -6,11 +6,13 @@
 // actor.
 
 #include <boost/describe.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "actors/common.hpp"
 #include "runtime/decider.hpp"
@@ -122,9 +124,15 @@ struct finance_account_state {
   std::string buyer_id;
   bool opened = false;
   std::int64_t credit_limit = 0;
-  /// Every payment ever authorised, voided ones included, so that a late or
-  /// repeated command about a payment is recognised instead of re-applied.
+  /// Open (authorised) payments, and the last `settled_payments_kept`
+  /// settled (captured or voided) ones, so that a late or repeated command
+  /// about a payment is recognised instead of re-applied. Older settled
+  /// payments are forgotten: an account lives as long as its buyer, and
+  /// keeping every payment made its state and snapshots grow with every
+  /// order.
   std::map<std::string, payment> payments;
+  /// The settled payments still in `payments`, oldest first.
+  std::vector<std::string> settled_order;
   /// Credit in use: authorised plus captured amounts. Capturing moves money
   /// from "held" to "charged" but the buyer still owes it, so it keeps
   /// counting against the limit; only a void gives credit back.
@@ -133,12 +141,24 @@ struct finance_account_state {
   bool operator==(const finance_account_state&) const = default;
 };
 BOOST_DESCRIBE_STRUCT(finance_account_state, (),
-                      (buyer_id, opened, credit_limit, payments, authorised_total, captured_total))
+                      (buyer_id, opened, credit_limit, payments, settled_order, authorised_total,
+                       captured_total))
 
 // ---- decider ----------------------------------------------------------------
 
 struct finance_account {
   static constexpr std::string_view category = "finance";
+  /// 2: settled payments beyond `settled_payments_kept` are forgotten
+  /// (version 1 snapshots kept them all; they are ignored and the stream
+  /// replayed).
+  static constexpr int state_schema_version = 2;
+  /// How many settled payments an account remembers. A command about a
+  /// payment settled longer ago than that many settlements of the same
+  /// account is treated as about an unknown payment: a capture is rejected
+  /// `payment_not_found`, a void does nothing, an authorisation holds
+  /// credit again. The saga retries a step within seconds; a buyer settles
+  /// nowhere near 256 orders in that time.
+  static constexpr std::size_t settled_payments_kept = 256;
   using state = finance_account_state;
   using command = std::variant<open_account, change_credit_limit, authorise_payment, void_payment,
                                capture_payment>;
