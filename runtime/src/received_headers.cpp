@@ -1,5 +1,6 @@
 #include "runtime/src/received_headers.hpp"
 
+#include <cstdint>
 #include <cstring>
 
 namespace troupe::detail {
@@ -43,15 +44,21 @@ bool received_headers::parse_wire() {
   const char* data = natsMsg_GetData(msg_);
   if (subject == nullptr || data == nullptr) return false;
   // The layout: subject\0 [reply\0] headers\0 payload\0. Every pointer
-  // must come in that order, close together, or this is not that layout.
+  // must come in that order, close together, or this is not that layout
+  // (compared as addresses: they may point into different allocations).
+  auto address = [](const char* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  auto in_order = [&](const char* first, const char* second) {
+    return address(first) < address(second) &&
+           address(second) - address(first) <= static_cast<std::uintptr_t>(max_wire_block);
+  };
   const char* before = subject;
   if (reply != nullptr) {
-    if (reply <= subject || reply >= data || reply - subject > max_wire_block) return false;
+    if (!in_order(subject, reply) || !in_order(reply, data)) return false;
     before = reply;
   }
-  if (before >= data || data - before > max_wire_block) return false;
+  if (!in_order(before, data)) return false;
   const char* block = before + std::strlen(before) + 1;
-  if (block >= data || data[-1] != '\0') return false;
+  if (!in_order(block, data) || data[-1] != '\0') return false;
   std::string_view wire(block, static_cast<std::size_t>(data - 1 - block));
   // "NATS/1.0\r\n" alone: a status ("NATS/1.0 503") is left to nats.c.
   if (wire.size() < version_line.size() + 4 || !wire.starts_with(version_line) ||
