@@ -156,8 +156,9 @@ struct finance_account {
   /// payment settled longer ago than that many settlements of the same
   /// account is treated as about an unknown payment: a capture is rejected
   /// `payment_not_found`, a void does nothing, an authorisation holds
-  /// credit again. The saga retries a step within seconds; a buyer settles
-  /// nowhere near 256 orders in that time.
+  /// credit again. The fulfilment saga's attempts at a step end within
+  /// minutes (sagas.max_attempts, 3, each given sagas.step_timeout_ms, 30 s
+  /// by default); a buyer settles nowhere near 256 orders in that time.
   static constexpr std::size_t settled_payments_kept = 256;
   using state = finance_account_state;
   using command = std::variant<open_account, change_credit_limit, authorise_payment, void_payment,
