@@ -18,6 +18,8 @@
 
 #include "persistence/sync.hpp"
 #include "runtime/src/nats_support.hpp"
+#include "runtime/src/outgoing_headers.hpp"
+#include "runtime/src/received_headers.hpp"
 #include "runtime/wakeup_signal.hpp"
 
 namespace troupe {
@@ -109,10 +111,12 @@ struct event_publisher::impl {
   std::deque<round_state> rounds;
 
   void count_ack(natsMsg* msg, const jsPubAck& ack) {
-    const char* text = nullptr;
-    if (natsMsgHeader_Get(msg, "troupe-position", &text) != NATS_OK || text == nullptr) return;
+    // Read where the publish wrote it: asking nats.c would lift every header
+    // of the message into its map again.
+    auto text = detail::received_headers(msg).get("troupe-position");
+    if (!text) return;
     std::int64_t position = 0;
-    std::from_chars(text, text + std::strlen(text), position);
+    std::from_chars(text->data(), text->data() + text->size(), position);
     std::lock_guard lock(ack_mutex);
     for (auto& r : rounds) {
       if (position < r.first.value || position > r.last.value) continue;
@@ -199,35 +203,32 @@ struct event_publisher::impl {
                                ": " + nats_error(s, code));
   }
 
+  /// The headers of the event being published; one buffer for all.
+  detail::outgoing_headers headers;
+
   /// Publishes an event, asynchronously with an acknowledgement or without
   /// a reply; false when it could not be sent.
   bool publish(const recorded_event& e, global_position previous, bool acknowledged) {
-    natsMsg* msg = nullptr;
     auto subject = subject_of(options.subject_prefix, e);
-    natsStatus s = natsMsg_Create(&msg, subject.c_str(), nullptr, e.data.data(),
-                                  static_cast<int>(e.data.size()));
-    // An empty header value makes nats.c 3.4 drop a neighbouring header
-    // when the message is received (seen with ce-subject): leave such
-    // headers out.
-    auto header = [&](const char* key, const std::string& value) {
-      if (s == NATS_OK && !value.empty()) s = natsMsgHeader_Set(msg, key, value.c_str());
-    };
-    header("Nats-Msg-Id", e.event_id);
-    header("ce-specversion", "1.0");
-    header("ce-id", e.event_id);
-    header("ce-source", options.source);
-    header("ce-type", e.type);
-    header("ce-subject", e.stream_id);
-    header("ce-time", rfc3339(e.recorded_at));
-    header("ce-datacontenttype", "application/json");
-    header("troupe-position", std::to_string(e.position.value));
-    header("troupe-stream-version", std::to_string(e.version.value));
+    headers.clear();
+    headers.add("Nats-Msg-Id", e.event_id);
+    headers.add("ce-specversion", "1.0");
+    headers.add("ce-id", e.event_id);
+    headers.add("ce-source", options.source);
+    headers.add("ce-type", e.type);
+    headers.add("ce-subject", e.stream_id);
+    headers.add("ce-time", rfc3339(e.recorded_at));
+    headers.add("ce-datacontenttype", "application/json");
+    headers.add("troupe-position", std::to_string(e.position.value));
+    headers.add("troupe-stream-version", std::to_string(e.version.value));
     // The event before this one in the global order: with it an ordered
     // consumer tells a redelivered duplicate from a gap (a message that a
     // failed round will re-send later) and fills the gap from the store.
-    header("troupe-previous-position", std::to_string(previous.value));
-    header("troupe-schema-version", std::to_string(e.schema_version));
-    header("troupe-correlation-id", e.metadata.correlation_id);
+    headers.add("troupe-previous-position", std::to_string(previous.value));
+    headers.add("troupe-schema-version", std::to_string(e.schema_version));
+    headers.add("troupe-correlation-id", e.metadata.correlation_id);
+    natsMsg* msg = nullptr;
+    natsStatus s = headers.create(&msg, subject.c_str(), e.data);
     if (s == NATS_OK && options.lose_publish && options.lose_publish(e)) {
       natsMsg_Destroy(msg);
       return true;

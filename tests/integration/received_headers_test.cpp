@@ -2,9 +2,13 @@
 // nats-server: the answers are nats.c's own (natsMsgHeader_Get), messages
 // as consumers receive them (core and JetStream pull) take the wire path -
 // so a nats.c upgrade that moves the bytes shows here, not as a slower
-// node - and anything else falls back to nats.c.
+// node - and anything else falls back to nats.c. And the other direction:
+// headers encoded once as a block (outgoing_headers) reach a subscriber and
+// nats-server as the same headers nats.c's map gives.
 
 #include "runtime/src/received_headers.hpp"
+
+#include "runtime/src/outgoing_headers.hpp"
 
 #include <gtest/gtest.h>
 #include <nats/nats.h>
@@ -171,6 +175,139 @@ TEST(ReceivedHeaders, MessagesNotAsTheyArrivedAreAskedThroughNats) {
   received_headers none(got.get());
   EXPECT_FALSE(none.from_wire());
   EXPECT_EQ(none.get("ce-id"), std::nullopt);
+}
+
+/// Headers as the publisher adds them, with the awkward cases: an empty
+/// value (left out), a line break inside a value (sent as a space, as
+/// nats.c's encoder does), spaces around a value, a key added twice and a
+/// long value.
+outgoing_headers publisher_like_headers(const std::string& id) {
+  outgoing_headers h;
+  h.add("Nats-Msg-Id", id);
+  h.add("ce-id", id);
+  h.add("ce-subject", "");
+  h.add("ce-type", "order_placed");
+  h.add("troupe-position", "42");
+  h.add("troupe-correlation-id", "one\r\ntwo\nthree");
+  h.add("spaced", "  a b  c  ");
+  h.add("twice", "first");
+  h.add("twice", "second");
+  h.add("long", std::string(2000, 'x'));
+  return h;
+}
+
+const std::vector<std::string> outgoing_keys = {
+    "Nats-Msg-Id",           "ce-id",  "ce-subject", "ce-type", "troupe-position",
+    "troupe-correlation-id", "spaced", "twice",      "long"};
+
+/// Every value of every key, as nats.c reads them from a received message.
+std::vector<std::vector<std::string>> values_through_nats(natsMsg* m) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& k : outgoing_keys) {
+    const char** values = nullptr;
+    int count = 0;
+    std::vector<std::string> found;
+    if (natsMsgHeader_Values(m, k.c_str(), &values, &count) == NATS_OK) {
+      for (int i = 0; i < count; ++i) found.emplace_back(values[i]);
+      free(values);
+    }
+    out.push_back(std::move(found));
+  }
+  return out;
+}
+
+TEST(OutgoingHeaders, ABlockArrivesAsTheHeadersNatsMapWouldHaveSent) {
+  // On the nats.c this was written against the block is handed over as it
+  // is; a library where that stops working shows here, not as a slower node.
+  EXPECT_TRUE(outgoing_headers::sends_block());
+  auto nc = connect();
+  auto subject = "troupetest." + unique("out");
+  auto headers = publisher_like_headers("0b7e6c2e-1b1a-4c55-9d8e-3f1f0f6d2a11");
+
+  natsMsg* block = nullptr;
+  ASSERT_EQ(headers.create(&block, subject.c_str(), "{\"n\":1}"), NATS_OK);
+  message_ptr block_owner(block);
+  // The acknowledgement handler reads troupe-position from the message it
+  // published: from the block, without lifting it into nats.c's map.
+  received_headers own(block);
+  EXPECT_TRUE(own.from_wire());
+  EXPECT_EQ(own.get("troupe-position"), std::optional<std::string_view>("42"));
+
+  natsMsg* mapped = nullptr;
+  ASSERT_EQ(headers.create_through_map(&mapped, subject.c_str(), "{\"n\":1}"), NATS_OK);
+  message_ptr mapped_owner(mapped);
+
+  auto got_block = round_trip(nc.get(), block, subject);
+  auto got_mapped = round_trip(nc.get(), mapped, subject);
+  ASSERT_NE(got_block, nullptr);
+  ASSERT_NE(got_mapped, nullptr);
+  EXPECT_EQ(std::string(natsMsg_GetData(got_block.get()), natsMsg_GetDataLength(got_block.get())),
+            "{\"n\":1}");
+  auto values = values_through_nats(got_block.get());
+  EXPECT_EQ(values, values_through_nats(got_mapped.get()));
+  EXPECT_EQ(values[0], std::vector<std::string>{"0b7e6c2e-1b1a-4c55-9d8e-3f1f0f6d2a11"});
+  EXPECT_TRUE(values[2].empty());  // the empty value was left out
+  EXPECT_EQ(values[5], std::vector<std::string>{"one  two three"});
+  EXPECT_EQ(values[6], std::vector<std::string>{"a b  c"});
+  EXPECT_EQ(values[7], (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(values[8], std::vector<std::string>{std::string(2000, 'x')});
+}
+
+TEST(OutgoingHeaders, JetStreamDeduplicatesByTheMessageIdInTheBlock) {
+  auto nc = connect();
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc.get(), nullptr), NATS_OK);
+  auto run = unique("o");
+  auto stream = "TROUPE_TEST_OUT_" + run;
+  auto subject = "troupetest" + run + ".events.order.order_placed";
+  jsStreamConfig config;
+  jsStreamConfig_Init(&config);
+  config.Name = stream.c_str();
+  const char* subjects[] = {subject.c_str()};
+  config.Subjects = subjects;
+  config.SubjectsLen = 1;
+  config.Storage = js_MemoryStorage;
+  jsErrCode code = static_cast<jsErrCode>(0);
+  ASSERT_EQ(js_AddStream(nullptr, js, &config, nullptr, &code), NATS_OK);
+
+  // The same event published twice: nats-server finds Nats-Msg-Id in the
+  // block and keeps one; a different id is a new message.
+  auto publish = [&](const std::string& id) {
+    auto headers = publisher_like_headers(id);
+    natsMsg* m = nullptr;
+    EXPECT_EQ(headers.create(&m, subject.c_str(), "{}"), NATS_OK);
+    message_ptr owner(m);
+    jsPubAck* ack = nullptr;
+    EXPECT_EQ(js_PublishMsg(&ack, js, m, nullptr, &code), NATS_OK);
+    bool duplicate = ack != nullptr && ack->Duplicate;
+    std::uint64_t sequence = ack != nullptr ? ack->Sequence : 0;
+    jsPubAck_Destroy(ack);
+    return std::pair{sequence, duplicate};
+  };
+  auto first = publish("11111111-1b1a-4c55-9d8e-3f1f0f6d2a11");
+  auto again = publish("11111111-1b1a-4c55-9d8e-3f1f0f6d2a11");
+  auto other = publish("22222222-1b1a-4c55-9d8e-3f1f0f6d2a11");
+  EXPECT_FALSE(first.second);
+  EXPECT_TRUE(again.second);
+  EXPECT_EQ(again.first, first.first);
+  EXPECT_FALSE(other.second);
+  EXPECT_EQ(other.first, first.first + 1);
+
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(js_PullSubscribe(&sub, js, subject.c_str(), "outtest", nullptr, nullptr, &code),
+            NATS_OK);
+  natsMsgList list{};
+  ASSERT_EQ(natsSubscription_Fetch(&list, sub, 2, 5000, &code), NATS_OK);
+  ASSERT_EQ(list.Count, 2);
+  received_headers wire(list.Msgs[0]);
+  EXPECT_TRUE(wire.from_wire());
+  EXPECT_EQ(wire.get("ce-id"),
+            std::optional<std::string_view>("11111111-1b1a-4c55-9d8e-3f1f0f6d2a11"));
+  EXPECT_EQ(wire.get("ce-type"), std::optional<std::string_view>("order_placed"));
+  natsMsgList_Destroy(&list);
+  natsSubscription_Destroy(sub);
+  js_DeleteStream(js, stream.c_str(), nullptr, &code);
+  jsCtx_Destroy(js);
 }
 
 }  // namespace
