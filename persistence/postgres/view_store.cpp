@@ -159,14 +159,8 @@ int view_store::ensure(std::string_view projection, int version,
 }
 
 global_position view_store::begin(std::string_view checkpoint) {
-  auto& c = *connection_;
-  auto name = c.quote(checkpoint);
-  in_transaction_ = true;
-  auto rows = c.exec("BEGIN; INSERT INTO troupe_checkpoints (name, position) VALUES (" + name +
-                     ", 0) ON CONFLICT DO NOTHING; SELECT position FROM troupe_checkpoints "
-                     "WHERE name = " +
-                     name + " FOR UPDATE");
-  return global_position{rows.integer(0, 0)};
+  const std::string name(checkpoint);
+  return begin(std::span(&name, 1)).front();
 }
 
 void view_store::write(const view::view_changes& changes, std::string_view schema) {
@@ -296,10 +290,8 @@ void view_store::park(const dead_letter& letter) {
 }
 
 void view_store::commit(std::string_view checkpoint, global_position position) {
-  auto& c = *connection_;
-  c.exec("UPDATE troupe_checkpoints SET position = " + std::to_string(position.value) +
-         ", updated_at = now() WHERE name = " + c.quote(checkpoint) + "; COMMIT");
-  in_transaction_ = false;
+  const std::pair<std::string, global_position> one{std::string(checkpoint), position};
+  commit(std::span(&one, 1));
 }
 
 std::vector<global_position> view_store::begin(std::span<const std::string> checkpoints) {
@@ -312,24 +304,40 @@ std::vector<global_position> view_store::begin(std::span<const std::string> chec
   }
   in_transaction_ = true;
   // Locked in name order, as every other locker of several would.
-  auto rows = c.exec("BEGIN; INSERT INTO troupe_checkpoints (name, position) VALUES " + values +
-                     " ON CONFLICT DO NOTHING; SELECT name, position FROM troupe_checkpoints "
-                     "WHERE name IN (" +
-                     names + ") ORDER BY name FOR UPDATE");
+  const std::string lock = "SELECT name, position FROM troupe_checkpoints WHERE name IN (" + names +
+                           ") ORDER BY name FOR UPDATE";
   std::vector<global_position> positions(checkpoints.size());
-  for (int r = 0; r < rows.size(); ++r)
+  auto read = [&](const pg_rows& rows) {
+    std::size_t found = 0;
     for (std::size_t i = 0; i < checkpoints.size(); ++i)
-      if (rows.text(r, 0) == checkpoints[i]) positions[i] = global_position{rows.integer(r, 1)};
+      for (int r = 0; r < rows.size(); ++r)
+        if (rows.text(r, 0) == checkpoints[i]) {
+          positions[i] = global_position{rows.integer(r, 1)};
+          ++found;
+          break;
+        }
+    return found == checkpoints.size();
+  };
+  // The rows exist after a checkpoint's first transaction; creating them
+  // (a new projection, or one a rebuild deleted) only when one is missing
+  // saves the INSERT's parse, plan and run in every batch.
+  if (!read(c.exec("BEGIN; " + lock)))
+    read(c.exec("INSERT INTO troupe_checkpoints (name, position) VALUES " + values +
+                " ON CONFLICT DO NOTHING; " + lock));
   return positions;
 }
 
 void view_store::commit(std::span<const std::pair<std::string, global_position>> checkpoints) {
   auto& c = *connection_;
-  std::string sql;
+  // One statement for all the checkpoints of a group (it was one each).
+  std::string values;
   for (const auto& [name, position] : checkpoints)
-    sql += "UPDATE troupe_checkpoints SET position = " + std::to_string(position.value) +
-           ", updated_at = now() WHERE name = " + c.quote(name) + "; ";
-  c.exec(sql + "COMMIT");
+    values += (values.empty() ? "(" : ", (") + c.quote(name) + ", " +
+              std::to_string(position.value) + "::bigint)";
+  c.exec(
+      "UPDATE troupe_checkpoints AS c SET position = v.position, updated_at = now() FROM "
+      "(VALUES " +
+      values + ") AS v(name, position) WHERE c.name = v.name; COMMIT");
   in_transaction_ = false;
 }
 
