@@ -258,7 +258,7 @@ class saga_machine {
   std::string_view status() const { return S::status(state_); }
   const std::string& correlation_id() const { return correlation_id_; }
   std::size_t pending_steps() const { return pending_.size(); }
-  bool pending(std::string_view step) const { return pending_.contains(std::string(step)); }
+  bool pending(std::string_view step) const { return pending_.contains(step); }
   std::int64_t timeouts_fired() const { return timeouts_fired_; }
 
   /// `<saga>/<correlation>/<step>/<attempt>`.
@@ -339,7 +339,7 @@ class saga_machine {
   std::string correlation_id_;
   saga_settings settings_;
   typename S::state state_{};
-  std::map<std::string, pending_step> pending_;
+  std::map<std::string, pending_step, std::less<>> pending_;  // less<>: looked up by string_view
   std::map<std::string, bool> sent_steps_;
   bool started_ = false;
   bool finished_ = false;
