@@ -116,31 +116,59 @@ TEST(ReceivedHeaders, AReceivedMessageIsReadFromTheWireWithTheAnswersNatsGives) 
   EXPECT_EQ(read_all(lifted), from_wire);
 }
 
+/// A JetStream context and a memory stream for one test, deleted at the end.
+struct test_stream {
+  test_stream(natsConnection* nc, std::string stream_name, const std::string& subjects_pattern)
+      : name(std::move(stream_name)) {
+    EXPECT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+    jsStreamConfig config;
+    jsStreamConfig_Init(&config);
+    config.Name = name.c_str();
+    const char* subjects[] = {subjects_pattern.c_str()};
+    config.Subjects = subjects;
+    config.SubjectsLen = 1;
+    config.Storage = js_MemoryStorage;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    created = js_AddStream(nullptr, js, &config, nullptr, &code) == NATS_OK;
+  }
+  /// The next `count` messages on `subject` through a durable pull
+  /// consumer; the caller destroys the list (natsMsgList_Destroy).
+  natsMsgList fetch(const std::string& subject, const char* durable, int count) {
+    natsMsgList list{};
+    jsErrCode code = static_cast<jsErrCode>(0);
+    EXPECT_EQ(js_PullSubscribe(&sub, js, subject.c_str(), durable, nullptr, nullptr, &code),
+              NATS_OK);
+    if (sub != nullptr) {
+      EXPECT_EQ(natsSubscription_Fetch(&list, sub, count, 5000, &code), NATS_OK);
+    }
+    return list;
+  }
+  ~test_stream() {
+    natsSubscription_Destroy(sub);
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (created) js_DeleteStream(js, name.c_str(), nullptr, &code);
+    jsCtx_Destroy(js);
+  }
+  test_stream(const test_stream&) = delete;
+  test_stream& operator=(const test_stream&) = delete;
+  jsCtx* js = nullptr;
+  natsSubscription* sub = nullptr;
+  std::string name;
+  bool created = false;
+};
+
 TEST(ReceivedHeaders, AJetStreamFetchedMessageIsReadFromTheWire) {
   auto nc = connect();
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_JetStream(&js, nc.get(), nullptr), NATS_OK);
   auto run = unique("h");
-  auto stream = "TROUPE_TEST_HDR_" + run;
   auto subject = "troupetest" + run + ".events.order.order_placed";
-  auto wildcard = "troupetest" + run + ".events.>";
-  jsStreamConfig config;
-  jsStreamConfig_Init(&config);
-  config.Name = stream.c_str();
-  const char* subjects[] = {wildcard.c_str()};
-  config.Subjects = subjects;
-  config.SubjectsLen = 1;
-  config.Storage = js_MemoryStorage;
+  test_stream stream(nc.get(), "TROUPE_TEST_HDR_" + run, "troupetest" + run + ".events.>");
+  ASSERT_TRUE(stream.created);
+  jsCtx* js = stream.js;
   jsErrCode code = static_cast<jsErrCode>(0);
-  ASSERT_EQ(js_AddStream(nullptr, js, &config, nullptr, &code), NATS_OK);
 
   auto sent = message_with_headers(subject);
   EXPECT_EQ(js_PublishMsg(nullptr, js, sent.get(), nullptr, &code), NATS_OK);
-  natsSubscription* sub = nullptr;
-  ASSERT_EQ(js_PullSubscribe(&sub, js, subject.c_str(), "hdrtest", nullptr, nullptr, &code),
-            NATS_OK);
-  natsMsgList list{};
-  ASSERT_EQ(natsSubscription_Fetch(&list, sub, 1, 5000, &code), NATS_OK);
+  natsMsgList list = stream.fetch(subject, "hdrtest", 1);
   ASSERT_EQ(list.Count, 1);
   {
     received_headers wire(list.Msgs[0]);
@@ -150,9 +178,6 @@ TEST(ReceivedHeaders, AJetStreamFetchedMessageIsReadFromTheWire) {
     EXPECT_EQ(read_all_through_nats(list.Msgs[0]), from_wire);
   }
   natsMsgList_Destroy(&list);
-  natsSubscription_Destroy(sub);
-  js_DeleteStream(js, stream.c_str(), nullptr, &code);
-  jsCtx_Destroy(js);
 }
 
 TEST(ReceivedHeaders, MessagesNotAsTheyArrivedAreAskedThroughNats) {
@@ -255,20 +280,12 @@ TEST(OutgoingHeaders, ABlockArrivesAsTheHeadersNatsMapWouldHaveSent) {
 
 TEST(OutgoingHeaders, JetStreamDeduplicatesByTheMessageIdInTheBlock) {
   auto nc = connect();
-  jsCtx* js = nullptr;
-  ASSERT_EQ(natsConnection_JetStream(&js, nc.get(), nullptr), NATS_OK);
   auto run = unique("o");
-  auto stream = "TROUPE_TEST_OUT_" + run;
   auto subject = "troupetest" + run + ".events.order.order_placed";
-  jsStreamConfig config;
-  jsStreamConfig_Init(&config);
-  config.Name = stream.c_str();
-  const char* subjects[] = {subject.c_str()};
-  config.Subjects = subjects;
-  config.SubjectsLen = 1;
-  config.Storage = js_MemoryStorage;
+  test_stream stream(nc.get(), "TROUPE_TEST_OUT_" + run, subject);
+  ASSERT_TRUE(stream.created);
+  jsCtx* js = stream.js;
   jsErrCode code = static_cast<jsErrCode>(0);
-  ASSERT_EQ(js_AddStream(nullptr, js, &config, nullptr, &code), NATS_OK);
 
   // The same event published twice: nats-server finds Nats-Msg-Id in the
   // block and keeps one; a different id is a new message.
@@ -293,11 +310,7 @@ TEST(OutgoingHeaders, JetStreamDeduplicatesByTheMessageIdInTheBlock) {
   EXPECT_FALSE(other.second);
   EXPECT_EQ(other.first, first.first + 1);
 
-  natsSubscription* sub = nullptr;
-  ASSERT_EQ(js_PullSubscribe(&sub, js, subject.c_str(), "outtest", nullptr, nullptr, &code),
-            NATS_OK);
-  natsMsgList list{};
-  ASSERT_EQ(natsSubscription_Fetch(&list, sub, 2, 5000, &code), NATS_OK);
+  natsMsgList list = stream.fetch(subject, "outtest", 2);
   ASSERT_EQ(list.Count, 2);
   received_headers wire(list.Msgs[0]);
   EXPECT_TRUE(wire.from_wire());
@@ -305,9 +318,6 @@ TEST(OutgoingHeaders, JetStreamDeduplicatesByTheMessageIdInTheBlock) {
             std::optional<std::string_view>("11111111-1b1a-4c55-9d8e-3f1f0f6d2a11"));
   EXPECT_EQ(wire.get("ce-type"), std::optional<std::string_view>("order_placed"));
   natsMsgList_Destroy(&list);
-  natsSubscription_Destroy(sub);
-  js_DeleteStream(js, stream.c_str(), nullptr, &code);
-  jsCtx_Destroy(js);
 }
 
 }  // namespace
